@@ -1,0 +1,120 @@
+"""Self-describing, atomically written rsl_rl checkpoints.
+
+A checkpoint is the dict ``rsl_rl.runners.OnPolicyRunner.save`` writes
+(``actor_state_dict``, ``critic_state_dict``, ``optimizer_state_dict``, ``iter``, ``infos``)
+where ``infos`` carries everything needed to rebuild the models from the file alone::
+
+    infos = {
+        "format": "rsl_rl_moe.checkpoint",   # marks a file written by this package
+        "format_version": 1,
+        "rsl_rl_version": "5.5.1",
+        "model": {
+            "actor": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [...], ...},   # actor cfg
+            "critic": {...},                                                               # critic cfg
+            "obs_groups": {"actor": ["policy"], "critic": ["policy", "critic"]},
+            "obs_group_dims": {"policy": 66, "critic": 21},   # width of every env group
+            "num_actions": 18,
+        },
+        "env": {...},   # free-form env description (robot name, action / observation names)
+        ...             # extra, user-defined entries (e.g. diagnostics tracker state)
+    }
+
+Everything in a checkpoint is plain tensors, numbers, strings, lists and dicts, so it loads
+with ``torch.load(path, weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import metadata
+
+import torch
+
+CHECKPOINT_FORMAT = "rsl_rl_moe.checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or not what the caller needs."""
+
+
+def rsl_rl_version() -> str:
+    """Installed rsl-rl-lib version string, e.g. ``"5.5.1"``."""
+    return metadata.version("rsl-rl-lib")
+
+
+def make_infos(model: dict, env: dict | None = None, **extra) -> dict:
+    """Build the ``infos`` entry of a self-describing checkpoint.
+
+    Args:
+        model: ``{"actor": cfg, "critic": cfg, "obs_groups": ..., "obs_group_dims": ..., "num_actions": int}``.
+        env: free-form env description.
+        extra: further entries stored as they are.
+    """
+    missing = {"actor", "critic", "obs_groups", "obs_group_dims", "num_actions"} - set(model)
+    if missing:
+        raise ValueError(f"model description lacks {sorted(missing)}")
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "rsl_rl_version": rsl_rl_version(),
+        "model": model,
+        "env": env or {},
+        **extra,
+    }
+
+
+def save_checkpoint(path: str, payload: dict) -> None:
+    """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
+
+    A run killed while saving leaves the previous file at ``path`` intact.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def load_checkpoint(path: str, override_hint: str = "ckpt_path", map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True`` and clear errors.
+
+    Args:
+        path: file to read.
+        override_hint: the config override that sets this path, named in error messages.
+        map_location: device for the tensors.
+
+    Raises:
+        CheckpointError: the file is missing, is a folder, or cannot be unpickled as a torch checkpoint.
+    """
+    if not path:
+        raise CheckpointError(f"no checkpoint path given: set it with `{override_hint}=<path to a .pt file>`")
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path!r} (set with `{override_hint}=...`)")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path is a folder, not a file: {path!r} (set with `{override_hint}=...`)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(
+            f"cannot read checkpoint {path!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"is it a complete torch checkpoint? (set with `{override_hint}=...`)"
+        ) from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds a {type(payload).__name__}, expected a dict of state dicts")
+    return payload
+
+
+def is_self_describing(payload: dict) -> bool:
+    """True if ``payload`` was written by this package (carries its model description)."""
+    infos = payload.get("infos")
+    return isinstance(infos, dict) and infos.get("format") == CHECKPOINT_FORMAT
