@@ -11,7 +11,7 @@ setup(
     install_requires=[
         "torch>=2.3",
         "rsl-rl-lib>=5.5,<5.6",
-        "mujoco>=3.3.7",
+        "mujoco>=4.0",
         "hydra-core>=1.3",
         "tensorboard>=2.15",
         "matplotlib>=3.7",
