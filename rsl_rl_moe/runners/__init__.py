@@ -1,0 +1,5 @@
+"""Runners that wire checkpoints, progress and diagnostics into rsl_rl's OnPolicyRunner."""
+
+from rsl_rl_moe.runners.runner import Runner
+
+__all__ = ["Runner"]

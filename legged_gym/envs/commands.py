@@ -1,0 +1,142 @@
+"""Task assignment and command sampling: velocity commands and end-effector targets.
+
+Every env has a task per episode (its id indexes :data:`TASK_NAMES`), and the same two commands
+whatever its task, so all experts read one observation layout:
+
+- ``locomotion``: a velocity command (vx, vy, yaw rate); the end-effector target is the arm's home
+  position (the arm holds its default pose).
+- ``reaching``: velocity command zero (the base stands); the end-effector target is sampled in the
+  workspace every ``resampling_time_s``, or replayed from a sequence file.
+- ``loco_reach``: both at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from legged_gym.utils.sequence_sampler import TargetSequenceSampler
+
+TASK_NAMES = ("locomotion", "reaching", "loco_reach")
+MOVES_BASE = torch.tensor([True, False, True])
+MOVES_ARM = torch.tensor([False, True, True])
+
+
+class TaskCommands:
+    """Holds and resamples the commands of N envs.
+
+    Args:
+        tasks_cfg: ``env.tasks`` config (``probabilities``, ``locomotion``, ``reaching`` sections).
+        ee_home_b: (3,) arm home position [m], base-yaw frame relative to the base origin.
+        num_envs: N.
+        policy_dt: policy period [s].
+        generator: torch RNG.
+
+    Attributes:
+        task_ids: (N,) long, index into :data:`TASK_NAMES`.
+        velocity: (N, 3) commanded (vx [m/s], vy [m/s], yaw rate [rad/s]) in the base frame.
+        ee_target_b: (N, 3) end-effector target [m], base-yaw frame relative to the base origin.
+    """
+
+    def __init__(self, tasks_cfg: dict, ee_home_b: torch.Tensor, num_envs: int, policy_dt: float, generator):
+        self.cfg = tasks_cfg
+        probs = [float(tasks_cfg["probabilities"].get(name, 0.0)) for name in TASK_NAMES]
+        unknown = set(tasks_cfg["probabilities"]) - set(TASK_NAMES)
+        if unknown or sum(probs) <= 0:
+            raise ValueError(
+                f"env.tasks.probabilities={dict(tasks_cfg['probabilities'])}: keys must be among {TASK_NAMES} "
+                "with a positive total"
+            )
+        self.task_probs = torch.tensor(probs) / sum(probs)
+        self.ee_home_b = ee_home_b
+        self.num_envs = num_envs
+        self.generator = generator
+        loco, reach = tasks_cfg["locomotion"], tasks_cfg["reaching"]
+        self.vel_interval = max(1, round(loco["resampling_time_s"] / policy_dt))
+        self.ee_interval = max(1, round(reach["resampling_time_s"] / policy_dt))
+        self.vel_low = torch.tensor([r[0] for r in (loco["lin_vel_x"], loco["lin_vel_y"], loco["ang_vel_yaw"])])
+        self.vel_high = torch.tensor([r[1] for r in (loco["lin_vel_x"], loco["lin_vel_y"], loco["ang_vel_yaw"])])
+        file_path = reach["sequence_sampler"].get("file_path")
+        self.sequences = TargetSequenceSampler(file_path, policy_dt, num_envs, generator) if file_path else None
+
+        self.task_ids = torch.zeros(num_envs, dtype=torch.long)
+        self.velocity = torch.zeros(num_envs, 3)
+        self.ee_target_b = ee_home_b.repeat(num_envs, 1)
+        self.steps_since_vel = torch.zeros(num_envs, dtype=torch.long)
+        self.steps_since_ee = torch.zeros(num_envs, dtype=torch.long)
+
+    def _uniform(self, n: int, low, high) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, *torch.as_tensor(low).shape, generator=self.generator)
+
+    def reset(self, env_ids: torch.Tensor) -> None:
+        """New episode for ``env_ids``: draw a task, then fresh commands."""
+        if len(env_ids) == 0:
+            return
+        self.task_ids[env_ids] = torch.multinomial(self.task_probs, len(env_ids), True, generator=self.generator)
+        self.resample_velocity(env_ids)
+        self.resample_ee_target(env_ids)
+        if self.sequences is not None:
+            self.sequences.start(env_ids)
+            self._apply_sequence(env_ids)
+
+    def resample_velocity(self, env_ids: torch.Tensor) -> None:
+        """Velocity commands of ``env_ids``; zero for tasks that do not move the base, or with ``still_prob``."""
+        loco = self.cfg["locomotion"]
+        cmd = self._uniform(len(env_ids), self.vel_low, self.vel_high)
+        small = cmd[:, :2].norm(dim=1) < loco["min_lin_vel"]
+        cmd[small, :2] = 0.0
+        still = torch.rand(len(env_ids), generator=self.generator) < loco["still_prob"]
+        cmd[still | ~MOVES_BASE[self.task_ids[env_ids]]] = 0.0
+        self.velocity[env_ids] = cmd
+        self.steps_since_vel[env_ids] = 0
+
+    def resample_ee_target(self, env_ids: torch.Tensor) -> None:
+        """Workspace targets for ``env_ids`` whose task moves the arm; home for the others."""
+        ws = self.cfg["reaching"]["workspace"]
+        n = len(env_ids)
+        radius = self._uniform(n, *ws["radius"])
+        azimuth = self._uniform(n, *ws["azimuth"])
+        elevation = self._uniform(n, *ws["elevation"])
+        offset = torch.stack(
+            [
+                radius * torch.cos(elevation) * torch.cos(azimuth),
+                radius * torch.cos(elevation) * torch.sin(azimuth),
+                radius * torch.sin(elevation),
+            ],
+            dim=-1,
+        )
+        target = torch.tensor(ws["shoulder_b"]) + offset
+        home = ~MOVES_ARM[self.task_ids[env_ids]]
+        target[home] = self.ee_home_b
+        self.ee_target_b[env_ids] = target
+        self.steps_since_ee[env_ids] = 0
+
+    def _apply_sequence(self, env_ids: torch.Tensor) -> None:
+        arm = env_ids[MOVES_ARM[self.task_ids[env_ids]]]
+        if len(arm):
+            self.ee_target_b[arm] = self.sequences.current(arm)
+
+    def step(self) -> torch.Tensor:
+        """Advance one policy step, resampling expired commands.
+
+        Returns:
+            (N,) bool: envs whose end-effector target changed at this step.
+        """
+        self.steps_since_vel += 1
+        self.steps_since_ee += 1
+        all_ids = torch.arange(self.num_envs)
+        vel_due = all_ids[self.steps_since_vel >= self.vel_interval]
+        if len(vel_due):
+            self.resample_velocity(vel_due)
+        changed = torch.zeros(self.num_envs, dtype=torch.bool)
+        if self.sequences is not None:
+            arm = all_ids[MOVES_ARM[self.task_ids]]
+            self.sequences.advance(arm)
+            self._apply_sequence(arm)
+            changed[arm] = True
+        else:
+            ee_due = all_ids[self.steps_since_ee >= self.ee_interval]
+            if len(ee_due):
+                self.resample_ee_target(ee_due)
+                changed[ee_due] = True
+        return changed
+

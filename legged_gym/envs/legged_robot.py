@@ -1,0 +1,337 @@
+"""LeggedRobot: the Go2+Piper vectorised env on the rsl_rl 5.5 VecEnv API.
+
+Observation groups (TensorDict, float32):
+
+- ``policy`` (N, 69), noisy proprioception + commands, in this order:
+  base angular velocity * 0.25 (3, base frame), projected gravity (3), velocity command
+  (vx*2, vy*2, yaw_rate*0.25) (3), end-effector target (3, [m], base-yaw frame from the base origin),
+  end-effector position (3, same frame), joint positions - default (18, [rad]),
+  joint velocities * 0.05 (18), last actions (18).
+- ``critic`` (N, 16), privileged: base linear velocity * 2 (3, base frame), trunk height (1, [m]),
+  foot contacts (4, 0/1), friction coefficient (1), added trunk mass (1, [kg]), PD-gain scale (1),
+  end-effector position error (3, [m], noise-free), velocity-tracking error (vx, vy) (2, [m/s]).
+- ``task_id`` (N, 1): the env's task index into ``task_names`` (for diagnostics; not a model input).
+
+Actions (N, 18): joint position offsets; target = default + action_scale * clip(action).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from legged_gym.envs import rewards as reward_terms
+from legged_gym.envs.commands import TASK_NAMES, TaskCommands
+from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
+from legged_gym.sim import make_backend
+from legged_gym.utils.math import quat_from_yaw, quat_rotate_inverse, world_to_yaw_frame, yaw_from_quat
+
+POLICY_OBS_DIM = 69
+CRITIC_OBS_DIM = 16
+
+
+class LeggedRobot(VecEnv):
+    """Go2+Piper on flat ground; tasks: locomotion, reaching, loco_reach (see :mod:`legged_gym.envs.commands`).
+
+    Args:
+        cfg: the resolved ``env`` config (plain dict), see ``config/env_base/go2_piper.yaml``.
+    """
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.num_envs = int(cfg["num_envs"])
+        self.num_actions = NUM_ACTIONS
+        self.task_names = list(TASK_NAMES)
+        self.robot = load_robot(cfg["robot"])
+        self.sim = make_backend(self.robot.model, self.num_envs, cfg["sim_device"], cfg.get("nthread", 0))
+        self.device = self.sim.device
+        self.decimation = int(cfg["robot"]["decimation"])
+        self.dt = self.decimation * float(cfg["robot"]["timestep"])
+        self.max_episode_length = math.ceil(cfg["episode_length_s"] / self.dt)
+        self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        self.reward_cfg = cfg["rewards"]
+        self.commands = TaskCommands(cfg["tasks"], self.robot.ee_home_b, self.num_envs, self.dt, self.generator)
+
+        n = self.num_envs
+        self.default_joint_pos = self.robot.default_joint_pos
+        self.action_scale = torch.tensor(cfg["robot"]["action_scale"], dtype=torch.float32)
+        limits_mid = self.robot.joint_range.mean(dim=1)
+        limits_half = 0.5 * (self.robot.joint_range[:, 1] - self.robot.joint_range[:, 0])
+        soft = float(cfg["rewards"]["soft_joint_limit"])
+        self.soft_joint_range = torch.stack([limits_mid - soft * limits_half, limits_mid + soft * limits_half], dim=1)
+        self.episode_length_buf = torch.zeros(n, dtype=torch.long)
+        self.reset_buf = torch.zeros(n, dtype=torch.bool)
+        self.time_out_buf = torch.zeros(n, dtype=torch.bool)
+        self.actions = torch.zeros(n, NUM_ACTIONS)
+        self.last_actions = torch.zeros(n, NUM_ACTIONS)
+        self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
+        self.feet_air_time = torch.zeros(n, len(LEG_NAMES))
+        self.last_contacts = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
+        self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
+        self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
+        self.sim_failures = 0
+
+        self._randomize_domain()
+        self.reward_functions = {
+            name: (getattr(reward_terms, name), float(scale) * self.dt)
+            for name, scale in cfg["rewards"]["scales"].items()
+            if scale != 0.0 and self._check_reward_name(name)
+        }
+        self.episode_sums = {name: torch.zeros(n) for name in self.reward_functions}
+        self.episode_metrics = {k: torch.zeros(n) for k in ("return", "lin_vel_error", "ang_vel_error", "ee_error")}
+        self.noise_scale = self._build_noise_scale()
+
+        self.reset_idx(torch.arange(n))
+        self._refresh_state()
+        self.obs = self._compute_observations()
+
+    @property
+    def description(self) -> dict:
+        """Stored in checkpoints: what an expert trained here expects to read and write."""
+        return {
+            "name": self.cfg["name"],
+            "robot": "go2_piper",
+            "action_joints": list(ACTION_JOINTS),
+            "task_names": self.task_names,
+            "policy_obs_dim": POLICY_OBS_DIM,
+            "critic_obs_dim": CRITIC_OBS_DIM,
+            "policy_dt": self.dt,
+        }
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _check_reward_name(name: str) -> bool:
+        if not callable(getattr(reward_terms, name, None)):
+            known = sorted(k for k, v in vars(reward_terms).items() if callable(v) and not k.startswith("_"))
+            raise ValueError(f"env.rewards.scales.{name}: no such reward term; known terms: {known}")
+        return True
+
+    def _randomize_domain(self) -> None:
+        """Per-env friction, added trunk mass and PD-gain scale, drawn once at construction."""
+        dr = self.cfg["domain_rand"]
+        n, all_ids = self.num_envs, torch.arange(self.num_envs)
+
+        def draw(key: str, default: float) -> torch.Tensor:
+            low, high = dr[key] if dr["enabled"] else (default, default)
+            return low + (high - low) * torch.rand(n, generator=self.generator)
+
+        self.friction = draw("friction_range", 1.0)
+        self.added_mass = draw("added_mass_range", 0.0)
+        self.gain_scale = draw("gain_scale_range", 1.0)
+        self.sim.set_friction(all_ids, self.friction)
+        self.sim.set_added_mass(all_ids, self.added_mass)
+        self.kp = self.robot.kp * self.gain_scale[:, None]
+        self.kd = self.robot.kd * self.gain_scale[:, None]
+        self.sim.set_actuator_gains(all_ids, self.kp, self.kd)
+        self.torque_limits = torch.tensor(self.cfg["robot"]["torque_limits"], dtype=torch.float32)
+
+    def _build_noise_scale(self) -> torch.Tensor:
+        """(69,) half-width of the uniform noise added to each policy observation (0 for commands)."""
+        noise = self.cfg["observations"]["noise"]
+        if not self.cfg["observations"]["add_noise"]:
+            return torch.zeros(POLICY_OBS_DIM)
+        parts = [
+            torch.full((3,), noise["ang_vel"] * 0.25),
+            torch.full((3,), noise["gravity"]),
+            torch.zeros(6),
+            torch.full((3,), noise["ee_pos"]),
+            torch.full((NUM_ACTIONS,), noise["joint_pos"]),
+            torch.full((NUM_ACTIONS,), noise["joint_vel"] * 0.05),
+            torch.zeros(NUM_ACTIONS),
+        ]
+        return torch.cat(parts) * noise["level"]
+
+    # ------------------------------------------------------------------ VecEnv API
+    def get_observations(self) -> TensorDict:
+        return self.obs
+
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
+        """Apply (N, 18) actions for ``decimation`` physics steps; auto-reset finished envs."""
+        if actions.shape != (self.num_envs, NUM_ACTIONS):
+            raise ValueError(f"actions have shape {tuple(actions.shape)}, expected ({self.num_envs}, {NUM_ACTIONS})")
+        clip = self.cfg["robot"]["clip_actions"]
+        self.actions = torch.nan_to_num(actions.detach().to(self.device).float()).clamp(-clip, clip)
+        targets = self.default_joint_pos + self.action_scale * self.actions
+        targets = torch.max(torch.min(targets, self.robot.joint_range[:, 1]), self.robot.joint_range[:, 0])
+        self.sim.step(targets, self.decimation)
+
+        self.episode_length_buf += 1
+        self._refresh_state()
+        self._update_feet_air_time()
+        self.ee_target_changed = self.commands.step()
+        self._check_termination()
+        rewards = self._compute_rewards()
+
+        self.last_actions = self.actions.clone()
+        self.last_joint_vel = self.joint_vel.clone()
+        extras = {"time_outs": self.time_out_buf.clone(), "episode": {}}
+        dones = self.reset_buf.clone()
+        reset_ids = dones.nonzero(as_tuple=False).flatten()
+        if len(reset_ids):
+            extras["episode"] = self._episode_log(reset_ids)
+            self.reset_idx(reset_ids)
+            self._refresh_state()
+        self._push_robots()
+        self.obs = self._compute_observations()
+        return self.obs, rewards, dones, extras
+
+    # ------------------------------------------------------------------ state
+    def _refresh_state(self) -> None:
+        """Derive base, joint, foot and end-effector quantities from the simulator state."""
+        qpos, qvel, sensors = self.sim.qpos, self.sim.qvel, self.sim.sensordata
+        self.base_pos = qpos[:, 0:3]
+        self.base_quat = qpos[:, 3:7]
+        self.base_lin_vel_b = quat_rotate_inverse(self.base_quat, qvel[:, 0:3])
+        self.base_ang_vel_b = qvel[:, 3:6]
+        gravity = torch.tensor([0.0, 0.0, -1.0]).expand(self.num_envs, 3)
+        self.projected_gravity = quat_rotate_inverse(self.base_quat, gravity)
+        self.base_height = self.base_pos[:, 2]
+        self.joint_pos = qpos[:, 7:]
+        self.joint_vel = qvel[:, 6:]
+        self.base_yaw = yaw_from_quat(self.base_quat)
+        ee_pos_w = sensors[:, self.robot.sensor["ee_pos"]]
+        self.ee_pos_b = world_to_yaw_frame(self.base_yaw, ee_pos_w - self.base_pos)
+        touch = self.robot.sensor_block(sensors, [f"{leg}_touch" for leg in LEG_NAMES]).squeeze(-1)
+        self.foot_contact = touch > self.cfg["robot"]["contact_force_threshold"]
+        self.foot_vel_w = self.robot.sensor_block(sensors, [f"{leg}_vel" for leg in LEG_NAMES])
+        self.foot_pos_w = self.robot.sensor_block(sensors, [f"{leg}_pos" for leg in LEG_NAMES])
+        self.trunk_contact = sensors[:, self.robot.sensor["trunk_touch"]].squeeze(-1) > 1.0
+        self.estimated_torques = torch.max(
+            torch.min(
+                self.kp * (self.default_joint_pos + self.action_scale * self.actions - self.joint_pos)
+                - self.kd * self.joint_vel,
+                self.torque_limits,
+            ),
+            -self.torque_limits,
+        )
+
+    def _update_feet_air_time(self) -> None:
+        """Once per policy step: air time per foot, and touchdowns (``first_contact``) with their air time."""
+        contact_filt = self.foot_contact | self.last_contacts
+        self.first_contact = (self.feet_air_time > 0.0) & contact_filt
+        self.feet_air_time += self.dt
+        self.touchdown_air_time = self.feet_air_time * self.first_contact
+        self.feet_air_time *= ~contact_filt
+        self.last_contacts = self.foot_contact
+
+    def _check_termination(self) -> None:
+        term = self.cfg["terminations"]
+        unstable = self.sim.unstable | ~torch.isfinite(self.sim.qpos).all(dim=1) | ~torch.isfinite(self.sim.qvel).all(dim=1)
+        self.sim_failures += int(unstable.sum())
+        tilted = self.projected_gravity[:, 2] > -math.cos(term["max_tilt_rad"])
+        low = self.base_height < term["min_base_height"]
+        self.time_out_buf = self.episode_length_buf >= self.max_episode_length
+        self.reset_buf = self.time_out_buf | tilted | low | unstable
+        if term["trunk_contact"]:
+            self.reset_buf |= self.trunk_contact
+        self.unstable_buf = unstable
+
+    def _compute_rewards(self) -> torch.Tensor:
+        total = torch.zeros(self.num_envs)
+        for name, (fn, scale) in self.reward_functions.items():
+            value = fn(self) * scale
+            total += value
+            self.episode_sums[name] += value
+        if self.reward_cfg["only_positive_rewards"]:
+            total = total.clamp(min=0.0)
+        total = torch.where(self.unstable_buf, torch.zeros_like(total), torch.nan_to_num(total))
+        self.episode_metrics["return"] += total
+        self.episode_metrics["lin_vel_error"] += (self.commands.velocity[:, :2] - self.base_lin_vel_b[:, :2]).norm(dim=1)
+        self.episode_metrics["ang_vel_error"] += (self.commands.velocity[:, 2] - self.base_ang_vel_b[:, 2]).abs()
+        self.episode_metrics["ee_error"] += (self.commands.ee_target_b - self.ee_pos_b).norm(dim=1)
+        return total
+
+    def _episode_log(self, env_ids: torch.Tensor) -> dict:
+        """Per-term episode sums (per second of max episode) and per-task metrics of finished envs."""
+        log = {f"rew_{k}": v[env_ids].mean() / self.cfg["episode_length_s"] for k, v in self.episode_sums.items()}
+        steps = self.episode_length_buf[env_ids].clamp(min=1).float()
+        tasks = self.commands.task_ids[env_ids]
+        for task_id, task in enumerate(self.task_names):
+            mine = tasks == task_id
+            if mine.any():
+                log[f"Task/{task}/return"] = self.episode_metrics["return"][env_ids][mine].mean()
+                for key in ("lin_vel_error", "ang_vel_error", "ee_error"):
+                    log[f"Task/{task}/{key}"] = (self.episode_metrics[key][env_ids][mine] / steps[mine]).mean()
+        log["terminated"] = (self.reset_buf[env_ids] & ~self.time_out_buf[env_ids]).float().mean()
+        log["sim_unstable"] = self.unstable_buf[env_ids].float().mean()
+        return log
+
+    def reset_idx(self, env_ids: torch.Tensor) -> None:
+        """Respawn ``env_ids`` standing at the origin with a random heading and slightly perturbed joints."""
+        m = len(env_ids)
+        if m == 0:
+            return
+        init = self.cfg["init_state"]
+        qpos = torch.zeros(m, self.sim.nq)
+        qpos[:, 2] = self.cfg["robot"]["init_height"]
+        qpos[:, 3:7] = quat_from_yaw((2 * torch.rand(m, generator=self.generator) - 1) * math.pi)
+        noise = (2 * torch.rand(m, NUM_ACTIONS, generator=self.generator) - 1) * init["joint_pos_noise"]
+        joint_pos = self.default_joint_pos + noise
+        qpos[:, 7:] = torch.max(torch.min(joint_pos, self.robot.joint_range[:, 1]), self.robot.joint_range[:, 0])
+        qvel = torch.zeros(m, self.sim.nv)
+        qvel[:, 0:6] = (2 * torch.rand(m, 6, generator=self.generator) - 1) * init["base_vel_noise"]
+        self.sim.reset(env_ids, qpos, qvel, qpos[:, 7:])
+
+        self.episode_length_buf[env_ids] = 0
+        self.actions[env_ids] = 0.0
+        self.last_actions[env_ids] = 0.0
+        self.last_joint_vel[env_ids] = 0.0
+        self.feet_air_time[env_ids] = 0.0
+        self.last_contacts[env_ids] = False
+        for buf in (*self.episode_sums.values(), *self.episode_metrics.values()):
+            buf[env_ids] = 0.0
+        self.commands.reset(env_ids)
+
+    def _push_robots(self) -> None:
+        """Every ``push_interval_s``, add a random horizontal velocity to the trunk (as a shove would)."""
+        dr = self.cfg["domain_rand"]
+        if not (dr["enabled"] and dr["push_robots"]):
+            return
+        interval = max(1, round(dr["push_interval_s"] / self.dt))
+        ids = ((self.episode_length_buf % interval == 0) & (self.episode_length_buf > 0)).nonzero().flatten()
+        if len(ids) == 0:
+            return
+        vel = self.sim.qvel[ids, 0:3].clone()
+        vel[:, :2] += (2 * torch.rand(len(ids), 2, generator=self.generator) - 1) * dr["max_push_vel_xy"]
+        self.sim.set_base_velocity(ids, vel)
+
+    # ------------------------------------------------------------------ observations
+    def _compute_observations(self) -> TensorDict:
+        cmd_scale = torch.tensor([2.0, 2.0, 0.25])
+        policy = torch.cat(
+            [
+                self.base_ang_vel_b * 0.25,
+                self.projected_gravity,
+                self.commands.velocity * cmd_scale,
+                self.commands.ee_target_b,
+                self.ee_pos_b,
+                self.joint_pos - self.default_joint_pos,
+                self.joint_vel * 0.05,
+                self.actions,
+            ],
+            dim=-1,
+        )
+        if self.cfg["observations"]["add_noise"]:
+            policy = policy + (2 * torch.rand(policy.shape, generator=self.generator) - 1) * self.noise_scale
+        critic = torch.cat(
+            [
+                self.base_lin_vel_b * 2.0,
+                self.base_height[:, None],
+                self.foot_contact.float(),
+                self.friction[:, None],
+                self.added_mass[:, None],
+                self.gain_scale[:, None],
+                self.commands.ee_target_b - self.ee_pos_b,
+                self.commands.velocity[:, :2] - self.base_lin_vel_b[:, :2],
+            ],
+            dim=-1,
+        )
+        obs = {
+            "policy": torch.nan_to_num(policy).clamp(-100.0, 100.0),
+            "critic": torch.nan_to_num(critic).clamp(-100.0, 100.0),
+            "task_id": self.commands.task_ids[:, None].float(),
+        }
+        return TensorDict(obs, batch_size=[self.num_envs], device=self.device)

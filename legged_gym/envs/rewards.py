@@ -1,0 +1,107 @@
+"""Reward terms: small functions of the env state, each returning (N,) per policy step.
+
+The env multiplies each term by its scale from ``env.rewards.scales`` (terms with scale 0 are not
+computed) and by the policy period ``dt``, as legged_gym does. Penalties return positive values and
+get negative scales. Every term reads state the env refreshed after the physics step:
+``base_lin_vel_b``, ``base_ang_vel_b``, ``projected_gravity``, ``base_height``, ``joint_pos``,
+``joint_vel``, ``actions``, ``last_actions``, ``foot_contact``, ``foot_vel_w``, ``first_contact``,
+``touchdown_air_time``,
+``ee_pos_b`` and the commands.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def tracking_lin_vel(env) -> torch.Tensor:
+    """exp(-|v_xy - v_cmd|^2 / sigma): base linear velocity tracking, base frame."""
+    err = (env.commands.velocity[:, :2] - env.base_lin_vel_b[:, :2]).square().sum(dim=1)
+    return torch.exp(-err / env.reward_cfg["tracking_sigma"])
+
+
+def tracking_ang_vel(env) -> torch.Tensor:
+    """exp(-(w_z - w_cmd)^2 / sigma): yaw-rate tracking."""
+    err = (env.commands.velocity[:, 2] - env.base_ang_vel_b[:, 2]).square()
+    return torch.exp(-err / env.reward_cfg["tracking_sigma"])
+
+
+def tracking_ee_pos(env) -> torch.Tensor:
+    """exp(-|p_ee - p_target|^2 / sigma_ee): end-effector position tracking (coarse)."""
+    err = (env.commands.ee_target_b - env.ee_pos_b).square().sum(dim=1)
+    return torch.exp(-err / env.reward_cfg["ee_sigma"])
+
+
+def tracking_ee_pos_fine(env) -> torch.Tensor:
+    """exp(-|p_ee - p_target|^2 / sigma_fine): end-effector tracking, sharp near the target."""
+    err = (env.commands.ee_target_b - env.ee_pos_b).square().sum(dim=1)
+    return torch.exp(-err / env.reward_cfg["ee_sigma_fine"])
+
+
+def lin_vel_z(env) -> torch.Tensor:
+    """Vertical base velocity squared [m^2/s^2]."""
+    return env.base_lin_vel_b[:, 2].square()
+
+
+def ang_vel_xy(env) -> torch.Tensor:
+    """Roll and pitch rates squared [rad^2/s^2]."""
+    return env.base_ang_vel_b[:, :2].square().sum(dim=1)
+
+
+def orientation(env) -> torch.Tensor:
+    """Tilt: squared horizontal part of the gravity direction in the base frame."""
+    return env.projected_gravity[:, :2].square().sum(dim=1)
+
+
+def base_height(env) -> torch.Tensor:
+    """Squared deviation of the trunk height from ``base_height_target`` [m^2]."""
+    return (env.base_height - env.reward_cfg["base_height_target"]).square()
+
+
+def torques(env) -> torch.Tensor:
+    """Squared servo torques [N^2 m^2], estimated from the PD law and the torque limits."""
+    return env.estimated_torques.square().sum(dim=1)
+
+
+def joint_acc(env) -> torch.Tensor:
+    """Squared joint accelerations [rad^2/s^4], by finite difference over one policy step."""
+    return ((env.joint_vel - env.last_joint_vel) / env.dt).square().sum(dim=1)
+
+
+def action_rate(env) -> torch.Tensor:
+    """Squared change of the action between policy steps."""
+    return (env.actions - env.last_actions).square().sum(dim=1)
+
+
+def joint_pos_limits(env) -> torch.Tensor:
+    """How far [rad] joints are beyond their soft limits."""
+    below = (env.soft_joint_range[:, 0] - env.joint_pos).clamp(min=0.0)
+    above = (env.joint_pos - env.soft_joint_range[:, 1]).clamp(min=0.0)
+    return (below + above).sum(dim=1)
+
+
+def feet_air_time(env) -> torch.Tensor:
+    """Sum over feet of (air time - target) [s] at each touchdown; only while base motion is commanded."""
+    reward = ((env.touchdown_air_time - env.reward_cfg["air_time_target"]) * env.first_contact).sum(dim=1)
+    return reward * (env.commands.velocity[:, :2].norm(dim=1) > 0.1)
+
+
+def feet_slip(env) -> torch.Tensor:
+    """Squared horizontal speed [m^2/s^2] of feet in contact: a sliding stance foot is penalised."""
+    return (env.foot_vel_w[:, :, :2].square().sum(dim=2) * env.foot_contact).sum(dim=1)
+
+
+def stand_still(env) -> torch.Tensor:
+    """Leg joint deviation from the default pose [rad] while no base motion is commanded."""
+    deviation = (env.joint_pos[:, :12] - env.default_joint_pos[:12]).abs().sum(dim=1)
+    return deviation * (env.commands.velocity.norm(dim=1) < 0.1)
+
+
+def arm_joint_deviation(env) -> torch.Tensor:
+    """Squared arm joint deviation from home [rad^2]; small weight, regularises redundant arm poses."""
+    return (env.joint_pos[:, 12:] - env.default_joint_pos[12:]).square().sum(dim=1)
+
+
+def termination(env) -> torch.Tensor:
+    """1 on a terminal (non-time-out) reset."""
+    return (env.reset_buf & ~env.time_out_buf).float()

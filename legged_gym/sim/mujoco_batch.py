@@ -1,0 +1,101 @@
+"""CPU backend: ``mujoco.batch.Batch`` steps all envs in C on one thread per core."""
+
+from __future__ import annotations
+
+import mujoco
+import mujoco.batch
+import numpy as np
+import torch
+
+from legged_gym.sim.base import SimBackend
+
+
+class MujocoBatchBackend(SimBackend):
+    """All envs in one ``mujoco.batch.Batch`` (non-persistent: only the state rows are kept).
+
+    Sensor values are those ``mj_step`` computed at the start of the last physics substep, i.e.
+    they lag the returned state by one timestep (5 ms at the default settings); qpos / qvel are current.
+
+    Args:
+        model: the compiled MJCF model (actuator gains already set).
+        num_envs: number of simulations N.
+        nthread: worker threads (0: one per CPU core).
+    """
+
+    def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int = 0):
+        self.model = model
+        self.num_envs = num_envs
+        self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
+        self.device = torch.device("cpu")
+        self.batch = mujoco.batch.Batch(model, num_envs, nthread=nthread)
+        self.batch.reset(keyframe=-1)
+        # Live float64 numpy views of the state rows, and float64 torch views sharing their memory.
+        self._qpos_np = self.batch.bind("qpos")
+        self._qvel_np = self.batch.bind("qvel")
+        self._ctrl_np = self.batch.bind("ctrl")
+        self._colliding_geoms = np.flatnonzero(model.geom_contype | model.geom_conaffinity)
+        self._trunk_body = model.body("base").id
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._qpos = torch.from_numpy(self._qpos_np).float()
+        self._qvel = torch.from_numpy(self._qvel_np).float()
+        self._sensordata = torch.from_numpy(self.batch.bind("sensordata").astype(np.float32))
+        self._unstable = torch.from_numpy(np.asarray(self.batch.status) != 0)
+
+    def step(self, ctrl: torch.Tensor, nstep: int) -> None:
+        self._ctrl_np[:] = ctrl.detach().cpu().numpy()
+        self.batch.step(nstep=nstep)
+        self._refresh()
+
+    def reset(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor, ctrl: torch.Tensor) -> None:
+        ids = env_ids.cpu().numpy()
+        if ids.size == 0:
+            return
+        self.batch.reset(ids, stage=int(mujoco.mjtStage.mjSTAGE_NONE))
+        self._qpos_np[ids] = qpos.cpu().numpy()
+        self._qvel_np[ids] = qvel.cpu().numpy()
+        self._ctrl_np[ids] = ctrl.cpu().numpy()
+        self.batch.forward(ids)
+        self._refresh()
+
+    def set_base_velocity(self, env_ids: torch.Tensor, lin_vel_w: torch.Tensor) -> None:
+        ids = env_ids.cpu().numpy()
+        self._qvel_np[ids, 0:3] = lin_vel_w.cpu().numpy()
+        self._qvel[env_ids, 0:3] = lin_vel_w.float()
+
+    def set_friction(self, env_ids: torch.Tensor, friction: torch.Tensor) -> None:
+        geom_friction = self.batch.expand("geom_friction")
+        ids = env_ids.cpu().numpy()
+        geom_friction[np.ix_(ids, self._colliding_geoms, [0])] = friction.cpu().numpy()[:, None, None]
+
+    def set_added_mass(self, env_ids: torch.Tensor, added_mass: torch.Tensor) -> None:
+        body_mass = self.batch.expand("body_mass")
+        ids = env_ids.cpu().numpy()
+        body_mass[ids, self._trunk_body] = self.model.body_mass[self._trunk_body] + added_mass.cpu().numpy()
+        self.batch.set_const(ids)
+
+    def set_actuator_gains(self, env_ids: torch.Tensor, kp: torch.Tensor, kd: torch.Tensor) -> None:
+        gainprm = self.batch.expand("actuator_gainprm")
+        biasprm = self.batch.expand("actuator_biasprm")
+        ids = env_ids.cpu().numpy()
+        kp_np, kd_np = kp.cpu().numpy(), kd.cpu().numpy()
+        gainprm[ids, :, 0] = kp_np
+        biasprm[ids, :, 1] = -kp_np
+        biasprm[ids, :, 2] = -kd_np
+
+    @property
+    def qpos(self) -> torch.Tensor:
+        return self._qpos
+
+    @property
+    def qvel(self) -> torch.Tensor:
+        return self._qvel
+
+    @property
+    def sensordata(self) -> torch.Tensor:
+        return self._sensordata
+
+    @property
+    def unstable(self) -> torch.Tensor:
+        return self._unstable

@@ -1,0 +1,76 @@
+"""Glue shared by the scripts: hydra config -> env, rsl_rl train config, runner.
+
+The only place (with config/) that knows both ``legged_gym`` and ``rsl_rl_moe``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rsl_rl.utils import resolve_callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
+from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
+from rsl_rl_moe.runners import Runner  # noqa: E402
+
+USER_ERRORS = (CheckpointError, SequenceFileError, FileNotFoundError, ValueError)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_device(device: str) -> None:
+    """Fail early and clearly on a CUDA device this machine does not have."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no CUDA device here: use device=cpu")
+
+
+def env_config(cfg: DictConfig) -> dict:
+    """The resolved ``env`` section as a plain dict."""
+    return OmegaConf.to_container(cfg.env, resolve=True)
+
+
+def make_env(env_cfg: dict):
+    """Instantiate ``env_cfg["class_name"]`` (any rsl_rl VecEnv taking its config dict)."""
+    return resolve_callable(env_cfg["class_name"])(env_cfg)
+
+
+def make_train_cfg(cfg: DictConfig) -> dict:
+    """Translate ``cfg.runner`` (hydra layout: runner.alg.actor_critic.{actor,critic}) to rsl_rl's flat dict."""
+    runner = OmegaConf.to_container(cfg.runner, resolve=True)
+    runner.pop("max_iterations")
+    alg = runner.pop("alg")
+    actor_critic = alg.pop("actor_critic")
+    return {
+        **runner,
+        "algorithm": alg,
+        "actor": actor_critic["actor"],
+        "critic": actor_critic["critic"],
+        "run_name": cfg.run_name,
+    }
+
+
+def make_runner(cfg: DictConfig, env, log_dir: str | None) -> Runner:
+    check_device(cfg.device)
+    return Runner(env, make_train_cfg(cfg), log_dir=log_dir, device=cfg.device, env_description=env.description)
+
+
+@contextmanager
+def user_errors():
+    """Turn the errors a user can fix (bad path, bad file, bad size) into a one-line message and exit code 2."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
