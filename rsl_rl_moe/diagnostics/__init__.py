@@ -1,0 +1,48 @@
+"""Diagnostics for a gate over frozen experts: expert selection, gradient conflict, norms, heatmaps.
+
+Framework-light components (torch, numpy, matplotlib only) that the algorithm and runner call.
+"""
+
+from .conflict import (
+    GradientConflictMonitor,
+    GradientStats,
+    GroupConflict,
+    conflict_scalars,
+    gradient_stats,
+    gradient_stats_scalars,
+    term_conflict_scalars,
+)
+from .heatmaps import cosine_heatmap, figure_to_image, save_png, selection_heatmap
+from .norms import FrozenExpertChangedError, NormMonitor, normalizer_stats, tensor_stats
+from .selection import (
+    DEFAULT_WINDOWS,
+    ExpertSelectionTracker,
+    expert_action_ground_cost,
+    jensen_shannon,
+    total_variation,
+    wasserstein,
+)
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "ExpertSelectionTracker",
+    "FrozenExpertChangedError",
+    "GradientConflictMonitor",
+    "GradientStats",
+    "GroupConflict",
+    "NormMonitor",
+    "conflict_scalars",
+    "cosine_heatmap",
+    "expert_action_ground_cost",
+    "figure_to_image",
+    "gradient_stats",
+    "gradient_stats_scalars",
+    "jensen_shannon",
+    "normalizer_stats",
+    "save_png",
+    "selection_heatmap",
+    "tensor_stats",
+    "term_conflict_scalars",
+    "total_variation",
+    "wasserstein",
+]

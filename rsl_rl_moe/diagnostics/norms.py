@@ -1,0 +1,157 @@
+"""Norm monitoring: parameter and gradient L2 norms per module group, tensor statistics, and a
+checksum guard that the frozen experts never change.
+
+Cadence: every ``monitor_norm_freq`` training iterations and at iteration 0 (0 disables).
+Call :meth:`NormMonitor.parameter_norms` anywhere in the iteration and
+:meth:`NormMonitor.gradient_norms` after ``backward()`` and BEFORE gradient clipping.
+
+Tags (flat dict, values are Python floats):
+
+- ``norm/<group>/<param name>`` and ``norm/<group>/_total_norm`` (L2 over the group's parameters);
+- ``grad/<group>/<param name>`` and ``grad/<group>/_total_norm`` (parameters with a gradient only);
+- ``<prefix>/{mean, std, min, max, abs_max}`` from :func:`tensor_stats`, e.g. ``logits/gate/abs_max``;
+- ``<prefix>/{mean_mean, abs_max_mean, mean_std, min_std, max_std, count}`` from
+  :func:`normalizer_stats`, e.g. ``obs_norm/policy/min_std``.
+
+A group given as an ``nn.ModuleList`` (e.g. per-task heads) is expanded into ``<group>_<i>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+ParamSource = nn.Module | Iterable[torch.Tensor]
+
+
+class FrozenExpertChangedError(RuntimeError):
+    """A frozen expert's parameters or buffers differ from the checksum taken at start."""
+
+
+def _named_tensors(source: ParamSource) -> list[tuple[str, torch.Tensor]]:
+    """(name, parameter) pairs of a module (its parameter names) or of an iterable (``p<i>``)."""
+    if isinstance(source, nn.Module):
+        return list(source.named_parameters())
+    return [(f"p{i}", p) for i, p in enumerate(source)]
+
+
+def _expand(groups: Mapping[str, ParamSource]) -> dict[str, list[tuple[str, torch.Tensor]]]:
+    """Group name -> named parameters, with ModuleLists split into ``<name>_<i>``."""
+    expanded = {}
+    for name, source in groups.items():
+        if isinstance(source, nn.ModuleList):
+            expanded.update({f"{name}_{i}": _named_tensors(m) for i, m in enumerate(source)})
+        else:
+            expanded[name] = _named_tensors(source)
+    return expanded
+
+
+def _norm_tags(prefix: str, named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    """``<prefix>/<name>`` L2 norms and ``<prefix>/_total_norm``; empty if ``named`` is empty."""
+    if not named:
+        return {}
+    norms = torch.stack([t.detach().double().norm() for _, t in named]).cpu()
+    out = {f"{prefix}/{name}": float(n) for (name, _), n in zip(named, norms)}
+    out[f"{prefix}/_total_norm"] = float(norms.square().sum().sqrt())
+    return out
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    """Exact content hash of a tensor (dtype, shape and bytes)."""
+    t = tensor.detach().contiguous().cpu()
+    h = hashlib.blake2b(f"{t.dtype}{tuple(t.shape)}".encode(), digest_size=16)
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _checksums(module: nn.Module) -> dict[str, str]:
+    """Digest of every parameter and buffer (e.g. an observation normaliser's running mean)."""
+    return {name: _digest(t) for name, t in module.state_dict(keep_vars=True).items()}
+
+
+class NormMonitor:
+    """Parameter / gradient norms per group and the frozen-expert guard.
+
+    Args:
+        groups: name -> module or parameters of the trained parts (gate, critic, std, heads).
+        frozen: name -> module of each frozen expert; checksummed now, verified by :meth:`check_frozen`.
+        monitor_norm_freq: monitor every this many iterations and at iteration 0; 0 disables.
+    """
+
+    def __init__(
+        self,
+        groups: Mapping[str, ParamSource],
+        frozen: Mapping[str, nn.Module] | None = None,
+        monitor_norm_freq: int = 5000,
+    ) -> None:
+        if monitor_norm_freq < 0:
+            raise ValueError(f"monitor_norm_freq must be >= 0 (0 disables), got {monitor_norm_freq}")
+        self.monitor_norm_freq = monitor_norm_freq
+        self._groups = _expand(groups)
+        self._frozen = dict(frozen or {})
+        self._frozen_checksums = {name: _checksums(m) for name, m in self._frozen.items()}
+
+    def should_monitor(self, iteration: int) -> bool:
+        """True at iteration 0 and every ``monitor_norm_freq`` iterations (never when it is 0)."""
+        return self.monitor_norm_freq > 0 and iteration % self.monitor_norm_freq == 0
+
+    def parameter_norms(self) -> dict[str, float]:
+        """``norm/<group>/...`` for the trained groups and the frozen experts."""
+        out: dict[str, float] = {}
+        for name, named in self._groups.items():
+            out |= _norm_tags(f"norm/{name}", named)
+        for name, module in self._frozen.items():
+            out |= _norm_tags(f"norm/{name}", list(module.named_parameters()))
+        return out
+
+    def gradient_norms(self) -> dict[str, float]:
+        """``grad/<group>/...`` over parameters that have a gradient; call BEFORE clipping."""
+        out: dict[str, float] = {}
+        for name, named in self._groups.items():
+            out |= _norm_tags(f"grad/{name}", [(n, p.grad) for n, p in named if p.grad is not None])
+        return out
+
+    def check_frozen(self) -> None:
+        """Raise :class:`FrozenExpertChangedError` naming the expert and tensors if any changed."""
+        for name, module in self._frozen.items():
+            now = _checksums(module)
+            before = self._frozen_checksums[name]
+            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            if changed:
+                raise FrozenExpertChangedError(
+                    f"frozen expert {name!r} changed since the start of training: {changed}. Experts must "
+                    f"stay frozen: set requires_grad=False on their parameters, keep them out of the "
+                    f"optimizer, and keep their observation normalisers in eval mode."
+                )
+
+
+@torch.no_grad()
+def tensor_stats(x: torch.Tensor, prefix: str) -> dict[str, float]:
+    """``<prefix>/{mean, std, min, max, abs_max}`` over all elements of ``x`` (e.g. gate logits (N, E))."""
+    x = x.detach().double()
+    values = torch.stack([x.mean(), x.std(unbiased=False), x.min(), x.max(), x.abs().max()]).tolist()
+    return {f"{prefix}/{k}": v for k, v in zip(("mean", "std", "min", "max", "abs_max"), values)}
+
+
+@torch.no_grad()
+def normalizer_stats(normalizer: nn.Module, prefix: str) -> dict[str, float]:
+    """Statistics of an rsl_rl ``EmpiricalNormalization`` (running ``mean``, ``std``, ``count``).
+
+    Returns ``<prefix>/{mean_mean, abs_max_mean, mean_std, min_std, max_std, count}``; an empty
+    dict for a module without running statistics (e.g. ``nn.Identity`` when normalisation is off).
+    """
+    if not all(hasattr(normalizer, a) for a in ("mean", "std", "count")):
+        return {}
+    mean, std = normalizer.mean.double(), normalizer.std.double()
+    values = {
+        "mean_mean": mean.mean(),
+        "abs_max_mean": mean.abs().max(),
+        "mean_std": std.mean(),
+        "min_std": std.min(),
+        "max_std": std.max(),
+        "count": normalizer.count,
+    }
+    return {f"{prefix}/{k}": float(v) for k, v in values.items()}
