@@ -18,6 +18,7 @@ setup(
         "numpy>=1.24",
         "entmax>=1.3",
         "imageio>=2.30",
+        "imageio-ffmpeg>=0.4",
     ],
     extras_require={
         "dev": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],

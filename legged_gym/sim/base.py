@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import mujoco
+
 import torch
 
 
@@ -49,6 +51,10 @@ class SimBackend(ABC):
     @abstractmethod
     def set_actuator_gains(self, env_ids: torch.Tensor, kp: torch.Tensor, kd: torch.Tensor) -> None:
         """Per-env PD gains (M, nu) [N*m/rad, N*m*s/rad] of the position servos."""
+
+    @abstractmethod
+    def mjdata(self, env_index: int) -> mujoco.MjData:
+        """A ``mujoco.MjData`` with env ``env_index``'s current state, forward kinematics done (for rendering)."""
 
     @property
     @abstractmethod

@@ -84,6 +84,11 @@ class MujocoBatchBackend(SimBackend):
         biasprm[ids, :, 1] = -kp_np
         biasprm[ids, :, 2] = -kd_np
 
+    def mjdata(self, env_index: int) -> mujoco.MjData:
+        data = self.batch.get_data(env_index)
+        mujoco.mj_forward(self.batch.get_model(env_index), data)
+        return data
+
     @property
     def qpos(self) -> torch.Tensor:
         return self._qpos

@@ -1,0 +1,131 @@
+"""Run a trained policy without noise or randomisation; print task metrics, save plots, export.
+
+    python scripts/play.py --config-name=train env=combo_go2Piper_locomotion ckpt_path=logs/.../model_500.pt
+    python scripts/play.py ... play.num_envs=16 play.duration_s=30 play.video=true
+
+Writes next to the checkpoint: ``play/`` (PNG plots, metrics.json, video.mp4 when play.video=true)
+and ``exported/`` (policy.pt TorchScript, policy.onnx) when play.export=true.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"  # headless: offscreen rendering for play.video (read when mujoco is imported)
+
+import hydra  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from common import env_config, make_env, make_runner, seed_everything, user_errors  # noqa: E402
+from legged_gym.utils.plotting import plot_tracking  # noqa: E402
+from legged_gym.utils.rollout import RolloutRecord, task_metrics  # noqa: E402
+from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
+
+
+def play_env_config(cfg: DictConfig) -> dict:
+    """The env config for evaluation: few envs, no observation noise, no randomisation or pushes."""
+    env_cfg = env_config(cfg)
+    env_cfg["num_envs"] = int(cfg.play.num_envs)
+    env_cfg["observations"]["add_noise"] = False
+    env_cfg["domain_rand"]["enabled"] = False
+    return env_cfg
+
+
+def export_policy(runner, obs, out_dir: str) -> None:
+    """TorchScript + ONNX export of the policy, checked against PyTorch on ``obs`` (ONNX: batch size 1, row by row)."""
+    for name in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    runner.export_policy_to_jit(out_dir, "policy.pt")
+    runner.export_policy_to_onnx(out_dir, "policy.onnx")
+    policy = runner.get_inference_policy()
+    actor_obs = torch.cat([obs[g] for g in runner.cfg["obs_groups"]["actor"]], dim=-1)
+    with torch.inference_mode():
+        reference = policy(obs).numpy()
+    jit_out = torch.jit.load(os.path.join(out_dir, "policy.pt"))(actor_obs).detach().numpy()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(os.path.join(out_dir, "policy.onnx"))
+    input_name = session.get_inputs()[0].name
+    onnx_out = np.concatenate([session.run(None, {input_name: row[None]})[0] for row in actor_obs.numpy()])
+    print(
+        f"exported to {out_dir}: max |TorchScript - PyTorch| = {np.abs(jit_out - reference).max():.2e}, "
+        f"max |ONNX - PyTorch| = {np.abs(onnx_out - reference).max():.2e}"
+    )
+
+
+def save_plots(arrays: dict[str, np.ndarray], dt: float, out_dir: str, env_index: int = 0) -> None:
+    time_s = np.arange(len(arrays["velocity"])) * dt
+    plot_tracking(
+        time_s, arrays["velocity_cmd"][:, env_index], arrays["velocity"][:, env_index],
+        ["vx [m/s]", "vy [m/s]", "yaw rate [rad/s]"], f"base velocity, env {env_index}",
+        os.path.join(out_dir, "velocity_tracking.png"),
+    )
+    plot_tracking(
+        time_s, arrays["ee_target"][:, env_index], arrays["ee_pos"][:, env_index],
+        ["x [m]", "y [m]", "z [m]"], f"end-effector position (base-yaw frame), env {env_index}",
+        os.path.join(out_dir, "ee_tracking.png"),
+    )
+
+
+@hydra.main(config_path="../config", config_name="train", version_base=None)
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        if not cfg.ckpt_path:
+            raise CheckpointError("play needs a policy: add ckpt_path=<path to model_N.pt>")
+        seed_everything(cfg.seed)
+        env = make_env(play_env_config(cfg))
+        runner = make_runner(cfg, env, log_dir=None)
+        runner.load(cfg.ckpt_path)
+        policy = runner.get_inference_policy()
+        run_dir = os.path.dirname(os.path.abspath(cfg.ckpt_path))
+        out_dir = os.path.join(run_dir, "play")
+        os.makedirs(out_dir, exist_ok=True)
+
+        recorder = None
+        if cfg.play.video:
+            from legged_gym.utils.video import VideoRecorder
+
+            recorder = VideoRecorder(env.robot.model, os.path.join(out_dir, "video.mp4"), fps=1.0 / env.dt)
+
+        record = RolloutRecord(dt=env.dt)
+        obs = env.get_observations()
+        num_steps = int(round(cfg.play.duration_s / env.dt))
+        for step in range(num_steps):
+            with torch.inference_mode():
+                actions = policy(obs)
+            obs, _, dones, extras = env.step(actions)
+            record.add(env, dones, extras["time_outs"])
+            if recorder is not None:
+                recorder.add_frame(env.sim.mjdata(0))
+            if (step + 1) % max(1, num_steps // 5) == 0:
+                print(f"played {step + 1}/{num_steps} steps", flush=True)
+        if recorder is not None:
+            recorder.close()
+            print(f"video: {recorder.path}")
+
+        arrays = record.stack()
+        metrics = task_metrics(arrays, env.task_names)
+        print(f"\n{'task':<12}{'lin vel RMS':>13}{'yaw RMS':>10}{'EE mean':>10}{'EE median':>11}{'falls':>7}")
+        for task, m in metrics.items():
+            print(
+                f"{task:<12}{m['lin_vel_rms']:>11.3f}m/s{m['yaw_rate_rms']:>8.3f}/s"
+                f"{m['ee_error_mean_cm']:>8.1f}cm{m['ee_error_median_cm']:>9.1f}cm{m['falls']:>7}"
+            )
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        save_plots(arrays, env.dt, out_dir)
+        print(f"plots and metrics: {out_dir}")
+        if cfg.play.export:
+            export_policy(runner, obs, os.path.join(run_dir, "exported"))
+
+
+if __name__ == "__main__":
+    # play writes next to the checkpoint: no run folder, no .hydra/ or log file from hydra
+    sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=disabled"]
+    main()
