@@ -1,0 +1,469 @@
+"""Mixture-of-experts actor and critic models for rsl_rl 5 (``MoEActor`` a.k.a. ``ActorCriticMoE``, ``MoECritic``).
+
+rsl_rl 5 builds the actor and the critic as two model objects::
+
+    actor  = actor_class(obs, obs_groups, "actor", num_actions, **actor_cfg)
+    critic = critic_class(obs, obs_groups, "critic", 1, **critic_cfg)
+
+so both classes take those four positional arguments plus the config keys documented on them, and
+each loads its half (actor or critic) of every expert checkpoint. Experts are rsl_rl ``MLPModel``
+instances rebuilt from their files (:mod:`rsl_rl_moe.modules.experts`); with ``freeze_experts``
+they never receive gradients, never leave eval mode, and :meth:`expert_checksum` proves it.
+
+Actor data flow (N envs, E experts, A actions, G action groups)::
+
+    obs --gate groups--> ObsMoE --> w (N, E) or (N, G, E)
+    obs --each expert's own groups--> expert_i --> mean a_i (N, A)
+    blend: mixture            a = sum_i w_i a_i
+           product_of_experts a = sum_i (w_i / s_i^2) a_i / sum_i (w_i / s_i^2)   (s_i: expert i's action std)
+    Gaussian(a, std) with a trainable std (rsl_rl GaussianDistribution) --> sampled action
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn as nn
+from rsl_rl.modules import MLP
+from rsl_rl.utils import resolve_class, unpad_trajectories
+from tensordict import TensorDict
+
+from rsl_rl_moe.modules.experts import Expert, load_experts
+from rsl_rl_moe.modules.obs_moe import ObsMoE
+
+BLENDS = ("mixture", "product_of_experts")
+"""Ways the actor combines expert action means."""
+
+DEFAULT_OVERRIDE_PREFIX = "runner.alg.actor_critic"
+"""Config path named in error messages, e.g. ``runner.alg.actor_critic.base_ckpt_path=...``."""
+
+
+def per_action_weights(weights: torch.Tensor, action_to_group: torch.Tensor) -> torch.Tensor:
+    """Expand gate weights to one weight vector per action dimension.
+
+    Args:
+        weights: ``(N, E)`` (one global gate) or ``(N, G, E)`` (one gate per action group).
+        action_to_group: ``(A,)`` long, the group of each action index (all zeros for a global gate).
+
+    Returns:
+        ``(N, A, E)``.
+    """
+    grouped = weights if weights.dim() == 3 else weights.unsqueeze(1)
+    return grouped.index_select(1, action_to_group)
+
+
+def blend_actions(weights: torch.Tensor, means: torch.Tensor, precision: torch.Tensor | None) -> torch.Tensor:
+    """Blend expert action means.
+
+    Args:
+        weights: ``(N, A, E)`` per-action gate weights (each ``[n, a, :]`` on the simplex).
+        means: ``(N, A, E)`` expert action means.
+        precision: None for the mixture ``sum_i w_i a_i``; ``(A, E)`` expert precisions ``1 / std^2``
+            for the product of Gaussian experts ``sum_i w_i p_i a_i / sum_i w_i p_i``.
+
+    Returns:
+        ``(N, A)`` blended action mean.
+    """
+    if precision is None:
+        return (weights * means).sum(dim=-1)
+    weighted_precision = weights * precision
+    return (weighted_precision * means).sum(dim=-1) / weighted_precision.sum(dim=-1)
+
+
+def _resolve_action_groups(action_groups: dict[str, list[int]] | None, num_actions: int) -> tuple[list[str], torch.Tensor]:
+    """Group names and the ``(A,)`` group index of every action; the groups must partition ``0..A-1``."""
+    if not action_groups:
+        return [], torch.zeros(num_actions, dtype=torch.long)
+    action_to_group = torch.full((num_actions,), -1, dtype=torch.long)
+    for g, (name, indices) in enumerate(action_groups.items()):
+        for i in indices:
+            if not 0 <= i < num_actions:
+                raise ValueError(f"action group {name!r} holds index {i}, outside the {num_actions} actions 0..{num_actions - 1}")
+            if action_to_group[i] >= 0:
+                raise ValueError(f"action index {i} is in more than one action group (second: {name!r})")
+            action_to_group[i] = g
+    missing = (action_to_group < 0).nonzero().flatten().tolist()
+    if missing:
+        raise ValueError(
+            f"action indices {missing} belong to no action group: {dict(action_groups)} must cover all {num_actions} actions"
+        )
+    return list(action_groups), action_to_group
+
+
+class ExpertMixture(nn.Module):
+    """What the MoE actor and critic share: named experts (one half each), a gate, and obs plumbing.
+
+    Attributes for diagnostics: ``expert_names`` (order of the last weight axis), ``expert_sources``
+    (file and format of each expert), ``obs_groups`` (groups the gate reads), ``gate`` (:class:`ObsMoE`).
+    """
+
+    is_recurrent: bool = False
+
+    def __init__(
+        self,
+        obs: TensorDict,
+        obs_groups: dict[str, list[str]],
+        obs_set: str,
+        experts: list[Expert],
+        part: str,
+        freeze_experts: bool,
+        obs_moe: dict | None,
+        num_groups: int | None,
+    ) -> None:
+        """Args:
+        obs, obs_groups, obs_set: as rsl_rl passes them to a model.
+        experts: loaded experts, in gate order.
+        part: ``"actor"`` or ``"critic"``, the half of each expert this model uses.
+        freeze_experts: no gradient, always eval mode.
+        obs_moe: keys of :class:`ObsMoE` for the gate.
+        num_groups: gate weight vectors per sample (None: one).
+        """
+        super().__init__()
+        self.obs_groups = list(obs_groups[obs_set])
+        self.obs_dim = sum(obs[g].shape[-1] for g in self.obs_groups)
+        self.expert_names = [e.name for e in experts]
+        self.expert_sources = {e.name: {"path": e.path, "source": e.source} for e in experts}
+        self.expert_obs_groups = {e.name: list(e.obs_groups[part]) for e in experts}
+        self.group_dims = {g: obs[g].shape[-1] for g in obs.keys()}
+        self.experts = nn.ModuleDict({e.name: getattr(e, part) for e in experts})
+        self.freeze_experts = freeze_experts
+        if freeze_experts:
+            self.experts.requires_grad_(False)
+            self.experts.eval()
+        self.gate = ObsMoE(self.obs_dim, num_experts=len(experts), num_groups=num_groups, **(obs_moe or {}))
+
+    def train(self, mode: bool = True) -> ExpertMixture:
+        """Set train/eval mode; frozen experts always stay in eval mode."""
+        super().train(mode)
+        if self.freeze_experts:
+            self.experts.eval()
+        return self
+
+    def expert_checksum(self) -> str:
+        """SHA-256 over the names and bytes of every expert tensor (parameters and buffers).
+
+        Unchanged across training iff the experts are bit-identical.
+        """
+        digest = hashlib.sha256()
+        for key, tensor in self.experts.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def _gate_input(self, obs: TensorDict) -> torch.Tensor:
+        """``(N, obs_dim)``: the model's observation set, concatenated."""
+        return torch.cat([obs[g] for g in self.obs_groups], dim=-1)
+
+    def _expert_grad_enabled(self) -> bool:
+        return torch.is_grad_enabled() and not self.freeze_experts
+
+    @property
+    def last_gate_weights(self) -> torch.Tensor | None:
+        """Detached gate weights of the last forward, ``(N, E)`` or ``(N, G, E)``."""
+        return self.gate.last_weights
+
+    @property
+    def last_gate_logits(self) -> torch.Tensor | None:
+        """Detached raw gate logits of the last forward, same shape as the weights."""
+        return self.gate.last_logits
+
+    def get_moe_weights(self, obs: TensorDict) -> torch.Tensor:
+        """Gate weights for ``obs`` without gradient: ``(N, E)`` or ``(N, G, E)``, experts in ``expert_names`` order."""
+        with torch.no_grad():
+            return self.gate(self._gate_input(obs))[0]
+
+    def step_routing_schedule(self) -> None:
+        """Advance the gate's routing schedule by one training iteration."""
+        self.gate.step_schedule()
+
+    def update_normalization(self, obs: TensorDict) -> None:
+        """Update the gate's input normaliser (experts' normalisers stay as trained)."""
+        self.gate.update_normalization(self._gate_input(obs))
+
+    def reset(self, dones: torch.Tensor | None = None, hidden_state=None) -> None:
+        """No recurrent state: no-op."""
+
+    def get_hidden_state(self) -> None:
+        """No recurrent state: None."""
+        return None
+
+    def detach_hidden_state(self, dones: torch.Tensor | None = None) -> None:
+        """No recurrent state: no-op."""
+
+
+class MoEActor(ExpertMixture):
+    """Actor: a gate over frozen expert actors, with a trainable Gaussian around the blended mean.
+
+    Usable as ``actor.class_name: rsl_rl_moe.modules:ActorCriticMoE`` (or ``:MoEActor``).
+    After each forward: ``last_gate_weights`` ``(N, E)`` / ``(N, G, E)``, ``last_gate_logits`` (same
+    shape) and ``last_expert_actions`` ``(N, A, E)`` hold detached values for diagnostics.
+    """
+
+    def __init__(
+        self,
+        obs: TensorDict,
+        obs_groups: dict[str, list[str]],
+        obs_set: str,
+        output_dim: int,
+        base_ckpt_path: str | None = None,
+        arm_ckpt_path: str | None = None,
+        expert_ckpt_paths: dict[str, str] | None = None,
+        freeze_experts: bool = True,
+        blend: str = "mixture",
+        action_groups: dict[str, list[int]] | None = None,
+        obs_moe: dict | None = None,
+        distribution_cfg: dict | None = None,
+        legacy_architectures: dict[str, dict] | None = None,
+        override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
+    ) -> None:
+        """Args:
+        obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` = A actions).
+        base_ckpt_path, arm_ckpt_path: expert checkpoints named ``base`` and ``arm``.
+        expert_ckpt_paths: further experts ``{name: path}``; at least 2 experts in all.
+        freeze_experts: experts get no gradient and stay in eval mode (default True).
+        blend: ``"mixture"`` or ``"product_of_experts"`` (needs experts with a state-independent Gaussian std).
+        action_groups: per-limb gating ``{name: [action indices]}`` partitioning ``0..A-1``, e.g.
+            ``{"legs": [0, ..., 11], "arm": [12, ..., 17]}``; None: one weight vector for all actions.
+        obs_moe: gate config, keys of :class:`ObsMoE` (``hidden_dims``, ``activation``, ``obs_normalization``,
+            ``routing``, ``temperature``, ``schedule``); the gate reads this model's observation set.
+        distribution_cfg: the output distribution; default: rsl_rl ``GaussianDistribution`` with a scalar,
+            per-action std initialised to the mean of the experts' stds (1.0 if an expert has none).
+            Must take its parameters from outside the network (GaussianDistribution).
+        legacy_architectures: ``{expert name: {"activation": ..., ...}}`` for rsl_rl 1.x expert files.
+        override_prefix: config path named in error messages.
+        """
+        if blend not in BLENDS:
+            raise ValueError(f"unknown blend {blend!r}: choose one of {list(BLENDS)}")
+        experts = load_experts(
+            obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix
+        )
+        group_names, action_to_group = _resolve_action_groups(action_groups, output_dim)
+        super().__init__(
+            obs, obs_groups, obs_set, experts, "actor", freeze_experts, obs_moe, len(group_names) or None
+        )
+        self.num_actions = output_dim
+        self.blend = blend
+        self.action_group_names = group_names
+        self.register_buffer("action_to_group", action_to_group.to(obs.device))
+        stds = {e.name: e.action_std for e in experts}
+        if blend == "product_of_experts":
+            lacking = [name for name, std in stds.items() if std is None]
+            if lacking:
+                raise ValueError(
+                    f"blend='product_of_experts' needs a state-independent Gaussian action std in every expert; "
+                    f"{lacking} have none: use blend='mixture'"
+                )
+            self.register_buffer("expert_precision", torch.stack([s.pow(-2) for s in stds.values()], dim=-1))
+        else:
+            self.expert_precision: torch.Tensor | None = None
+        self.distribution = self._make_distribution(distribution_cfg, output_dim, list(stds.values()))
+        self.last_expert_actions: torch.Tensor | None = None
+
+    @staticmethod
+    def _make_distribution(cfg: dict | None, num_actions: int, expert_stds: list[torch.Tensor | None]) -> nn.Module:
+        default = cfg is None
+        dist_class, dist_cfg = resolve_class(
+            cfg or {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"}
+        )
+        distribution = dist_class(num_actions, **dist_cfg)
+        if distribution.input_dim != num_actions:
+            raise ValueError(
+                f"{type(distribution).__name__} takes its parameters from the network output; the MoE actor "
+                f"outputs only the blended mean: use GaussianDistribution"
+            )
+        if default and all(s is not None for s in expert_stds):
+            with torch.no_grad():
+                distribution.std_param.copy_(torch.stack(expert_stds).mean(dim=0))
+        return distribution
+
+    def _expert_means(self, obs: TensorDict) -> torch.Tensor:
+        """``(N, A, E)`` action means of the experts."""
+        with torch.set_grad_enabled(self._expert_grad_enabled()):
+            return torch.stack([expert(obs) for expert in self.experts.values()], dim=-1)
+
+    def forward(
+        self,
+        obs: TensorDict,
+        masks: torch.Tensor | None = None,
+        hidden_state=None,
+        stochastic_output: bool = False,
+    ) -> torch.Tensor:
+        """Blended action mean ``(N, A)``, or a sample around it with ``stochastic_output=True``."""
+        obs = unpad_trajectories(obs, masks) if masks is not None else obs
+        weights, _ = self.gate(self._gate_input(obs))
+        means = self._expert_means(obs)
+        self.last_expert_actions = means.detach()
+        mean = blend_actions(per_action_weights(weights, self.action_to_group), means, self.expert_precision)
+        if stochastic_output:
+            self.distribution.update(mean)
+            return self.distribution.sample()
+        return self.distribution.deterministic_output(mean)
+
+    @property
+    def output_mean(self) -> torch.Tensor:
+        """Mean of the current output distribution ``(N, A)``."""
+        return self.distribution.mean
+
+    @property
+    def output_std(self) -> torch.Tensor:
+        """Std of the current output distribution ``(N, A)``."""
+        return self.distribution.std
+
+    @property
+    def output_entropy(self) -> torch.Tensor:
+        """Entropy of the current output distribution, summed over actions ``(N,)``."""
+        return self.distribution.entropy
+
+    @property
+    def output_distribution_params(self) -> tuple[torch.Tensor, ...]:
+        """``(mean, std)`` of the current output distribution."""
+        return self.distribution.params
+
+    def get_output_log_prob(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Log-probability ``(N,)`` of actions ``(N, A)`` under the current distribution."""
+        return self.distribution.log_prob(outputs)
+
+    def get_kl_divergence(self, old_params: tuple[torch.Tensor, ...], new_params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """KL(old || new) ``(N,)`` between two parameterisations of the distribution."""
+        return self.distribution.kl_divergence(old_params, new_params)
+
+    @property
+    def input_groups(self) -> list[str]:
+        """Env groups an exported policy reads, in the order they are concatenated into its input:
+        the actor observation set, then any other group an expert reads."""
+        groups = list(self.obs_groups)
+        for expert_groups in self.expert_obs_groups.values():
+            groups += [g for g in expert_groups if g not in groups]
+        return groups
+
+    def as_jit(self) -> nn.Module:
+        """The whole blended policy (gate + experts + blend), deterministic, for ``torch.jit.script``."""
+        return _ExportedMoEPolicy(self)
+
+    def as_onnx(self, verbose: bool = False) -> nn.Module:
+        """The whole blended policy for ``torch.onnx.export`` (``get_dummy_inputs``, ``input_names``, ...)."""
+        return _ExportedMoEPolicy(self)
+
+
+ActorCriticMoE = MoEActor
+"""The user guide's name for the MoE actor model."""
+
+
+class _ExpertSlice(nn.Module):
+    """Export helper: one expert reading its columns of the concatenated input."""
+
+    def __init__(self, net: nn.Module, index: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("index", index)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.index_select(-1, self.index))
+
+
+class _ExportedMoEPolicy(nn.Module):
+    """Deterministic blended policy on one tensor ``(N, D)``: the groups of ``MoEActor.input_groups`` concatenated."""
+
+    is_recurrent: bool = False
+
+    def __init__(self, actor: MoEActor) -> None:
+        super().__init__()
+        offsets, start = {}, 0
+        for g in actor.input_groups:
+            offsets[g] = torch.arange(start, start + actor.group_dims[g])
+            start += actor.group_dims[g]
+        self.input_size = start
+        self.input_groups = actor.input_groups
+        self.input_names = ["obs"]
+        self.output_names = ["actions"]
+        self.gate = actor.gate.as_export()
+        self.register_buffer("gate_index", torch.cat([offsets[g] for g in actor.obs_groups]))
+        self.experts = nn.ModuleList(
+            _ExpertSlice(expert.as_jit(), torch.cat([offsets[g] for g in actor.expert_obs_groups[name]]))
+            for name, expert in actor.experts.items()
+        )
+        self.register_buffer("action_to_group", actor.action_to_group.clone())
+        precision = actor.expert_precision
+        self.expert_precision: torch.Tensor | None = None if precision is None else precision.clone()
+        self.to(actor.action_to_group.device)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.gate(x.index_select(-1, self.gate_index))
+        means: list[torch.Tensor] = []
+        for expert in self.experts:
+            means.append(expert(x))
+        return blend_actions(per_action_weights(weights, self.action_to_group), torch.stack(means, dim=-1), self.expert_precision)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        """No recurrent state: no-op."""
+
+    def get_dummy_inputs(self) -> tuple[torch.Tensor]:
+        """A zero input ``(1, D)`` for ONNX tracing."""
+        return (torch.zeros(1, self.input_size, device=self.action_to_group.device),)
+
+
+class MoECritic(ExpertMixture):
+    """Critic: a gate over the experts' (frozen) critics plus a trainable residual MLP.
+
+    ``V(s) = sum_i w_i(s) V_i(s) + r(s)``; the residual ``r`` starts at exactly 0 (zero last layer),
+    so training starts from the experts' own value estimates.
+
+    Why this is the default critic (``critic/moe.yaml``): a fresh MLP critic starts from noise, so the
+    first advantages are noise and PPO pushes the gate away from a possibly good initial blend; the
+    experts' critics already know how good states are for their skills. But they were fitted to other
+    rewards and other policies, and a convex combination of frozen values cannot represent the
+    mixture's return, so a residual is needed to fit it. ``residual_hidden_dims: null`` gives the pure
+    gated critic (biased, for ablations); a fresh critic is ``critic.class_name: rsl_rl.models:MLPModel``.
+    """
+
+    def __init__(
+        self,
+        obs: TensorDict,
+        obs_groups: dict[str, list[str]],
+        obs_set: str,
+        output_dim: int,
+        base_ckpt_path: str | None = None,
+        arm_ckpt_path: str | None = None,
+        expert_ckpt_paths: dict[str, str] | None = None,
+        freeze_experts: bool = True,
+        obs_moe: dict | None = None,
+        residual_hidden_dims: tuple[int, ...] | list[int] | None = (256, 128),
+        residual_activation: str = "elu",
+        legacy_architectures: dict[str, dict] | None = None,
+        override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
+    ) -> None:
+        """Args:
+        obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` must be 1).
+        base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, freeze_experts, legacy_architectures,
+        override_prefix: as for :class:`MoEActor` (use the same experts).
+        obs_moe: config of this critic's own gate (keys of :class:`ObsMoE`), reading the critic observation set.
+        residual_hidden_dims: hidden widths of the residual MLP; None: no residual.
+        residual_activation: activation of the residual MLP.
+        """
+        if output_dim != 1:
+            raise ValueError(f"MoECritic outputs a value (output_dim=1), got output_dim={output_dim}")
+        experts = load_experts(
+            obs, None, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix
+        )
+        super().__init__(obs, obs_groups, obs_set, experts, "critic", freeze_experts, obs_moe, None)
+        if residual_hidden_dims is None:
+            self.residual = None
+        else:
+            self.residual = MLP(self.obs_dim, 1, residual_hidden_dims, residual_activation)
+            nn.init.zeros_(self.residual[-1].weight)
+            nn.init.zeros_(self.residual[-1].bias)
+
+    def forward(self, obs: TensorDict, masks: torch.Tensor | None = None, hidden_state=None) -> torch.Tensor:
+        """Value ``(N, 1)``; the residual reads the gate's (normalised) input."""
+        obs = unpad_trajectories(obs, masks) if masks is not None else obs
+        x = self._gate_input(obs)
+        weights, _ = self.gate(x)
+        with torch.set_grad_enabled(self._expert_grad_enabled()):
+            values = torch.cat([expert(obs) for expert in self.experts.values()], dim=-1)
+        value = (weights * values).sum(dim=-1, keepdim=True)
+        if self.residual is not None:
+            value = value + self.residual(self.gate.normalize(x))
+        return value
