@@ -1,0 +1,132 @@
+"""Each reward term has the right sign and responds to crafted simulator states."""
+
+import math
+
+import pytest
+import torch
+
+from helpers import make_env
+from legged_gym.envs import rewards as terms
+from legged_gym.utils.math import quat_from_yaw
+
+TASK_TERMS = {"tracking_lin_vel", "tracking_ang_vel", "tracking_ee_pos", "tracking_ee_pos_fine", "feet_air_time"}
+
+
+@pytest.fixture(scope="module")
+def env():
+    return make_env(2, quiet=True)
+
+
+def set_state(env, base_vel=None, base_height=None, quat=None, joint_offset=None):
+    """Put both envs standing in the default pose, then apply the given changes to env 0 only."""
+    qpos = torch.zeros(2, env.sim.nq)
+    qpos[:, 2] = 0.265
+    qpos[:, 3] = 1.0
+    qpos[:, 7:] = env.default_joint_pos
+    qvel = torch.zeros(2, env.sim.nv)
+    if base_vel is not None:
+        qvel[0, :6] = torch.tensor(base_vel)
+    if base_height is not None:
+        qpos[0, 2] = base_height
+    if quat is not None:
+        qpos[0, 3:7] = torch.tensor(quat)
+    if joint_offset is not None:
+        qpos[0, 7:] += joint_offset
+    env.sim.reset(torch.arange(2), qpos, qvel, qpos[:, 7:])
+    env._refresh_state()
+
+
+def test_configured_scales_have_the_right_sign(env):
+    for name, scale in env.cfg["rewards"]["scales"].items():
+        if scale == 0:
+            continue
+        assert (scale > 0) == (name in TASK_TERMS), f"{name}: scale {scale}"
+
+
+def test_tracking_lin_vel_peaks_at_the_command(env):
+    env.commands.velocity[:] = torch.tensor([0.8, 0.0, 0.0])
+    set_state(env, base_vel=[0.8, 0, 0, 0, 0, 0])
+    r = terms.tracking_lin_vel(env)
+    assert r[0] == pytest.approx(1.0, abs=1e-3) and r[1] == pytest.approx(math.exp(-0.64 / 0.25), rel=1e-3)
+
+
+def test_tracking_ang_vel_peaks_at_the_command(env):
+    env.commands.velocity[:] = torch.tensor([0.0, 0.0, 0.5])
+    set_state(env, base_vel=[0, 0, 0, 0, 0, 0.5])
+    r = terms.tracking_ang_vel(env)
+    assert r[0] > 0.999 and r[1] < r[0]
+
+
+def test_tracking_ee_pos_peaks_at_the_target(env):
+    set_state(env)
+    env.commands.ee_target_b[0] = env.ee_pos_b[0]
+    env.commands.ee_target_b[1] = env.ee_pos_b[1] + torch.tensor([0.1, 0.0, 0.0])
+    coarse, fine = terms.tracking_ee_pos(env), terms.tracking_ee_pos_fine(env)
+    assert coarse[0] == pytest.approx(1.0) and fine[0] == pytest.approx(1.0)
+    assert coarse[1] == pytest.approx(math.exp(-0.01 / 0.02), rel=1e-4) and fine[1] < coarse[1]
+
+
+def test_penalties_are_zero_at_rest_and_positive_when_violated(env):
+    set_state(env, base_vel=[0, 0, 0.5, 0.4, 0.3, 0])
+    assert terms.lin_vel_z(env)[0] == pytest.approx(0.25, rel=1e-4) and terms.lin_vel_z(env)[1] == 0
+    assert terms.ang_vel_xy(env)[0] == pytest.approx(0.25, rel=1e-4) and terms.ang_vel_xy(env)[1] == 0
+    tilt = 0.3
+    set_state(env, quat=[math.cos(tilt / 2), math.sin(tilt / 2), 0, 0])
+    assert terms.orientation(env)[0] == pytest.approx(math.sin(tilt) ** 2, rel=1e-4) and terms.orientation(env)[1] < 1e-10
+    target = env.reward_cfg["base_height_target"]
+    set_state(env, base_height=target - 0.05)
+    assert terms.base_height(env)[0] == pytest.approx(0.05**2, rel=1e-3)
+    assert terms.base_height(env)[1] == pytest.approx((0.265 - target) ** 2, rel=1e-3, abs=1e-9)
+
+
+def test_sliding_feet_in_contact_are_penalised(env):
+    set_state(env, base_vel=[0.6, 0, 0, 0, 0, 0])
+    slip = terms.feet_slip(env)
+    assert env.foot_contact.all()
+    assert slip[0] > 4 * 0.3**2 and slip[1] < 1e-6
+
+
+def test_stand_still_only_without_command(env):
+    offset = torch.zeros(18)
+    offset[1] = 0.2
+    set_state(env, joint_offset=offset)
+    env.commands.velocity[:] = 0.0
+    assert terms.stand_still(env)[0] == pytest.approx(0.2, rel=1e-4) and terms.stand_still(env)[1] < 1e-6
+    env.commands.velocity[0] = torch.tensor([0.5, 0.0, 0.0])
+    assert terms.stand_still(env)[0] == 0
+
+
+def test_action_rate_and_joint_limits(env):
+    set_state(env)
+    env.actions = torch.zeros(2, 18)
+    env.last_actions = torch.zeros(2, 18)
+    env.actions[0, 3] = 0.5
+    assert terms.action_rate(env).tolist() == pytest.approx([0.25, 0.0])
+    assert terms.joint_pos_limits(env).tolist() == [0.0, 0.0]
+    offset = torch.zeros(18)
+    offset[2] = 0.95  # calf from -1.8 to -0.85: beyond the soft upper limit (-0.885)
+    set_state(env, joint_offset=offset)
+    assert terms.joint_pos_limits(env)[0] > 0
+
+
+def test_feet_air_time_rewards_long_steps_under_command():
+    env = make_env(1, quiet=True)
+    env.commands.velocity[:] = torch.tensor([0.6, 0.0, 0.0])
+    env.touchdown_air_time = torch.tensor([[0.4, 0.0, 0.0, 0.1]])
+    env.first_contact = torch.tensor([[True, False, False, True]])
+    target = env.reward_cfg["air_time_target"]
+    assert terms.feet_air_time(env)[0] == pytest.approx((0.4 - target) + (0.1 - target))
+    env.commands.velocity[:] = 0.0
+    assert terms.feet_air_time(env)[0] == 0
+
+
+def test_unknown_reward_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="no such reward term"):
+        make_env(1, ["+env.rewards.scales.tracking_lin_vell=1.0"])
+
+
+def test_yaw_only_rotation_keeps_ee_frame(env):
+    set_state(env)
+    before = env.ee_pos_b.clone()
+    set_state(env, quat=quat_from_yaw(torch.tensor([1.0]))[0].tolist())
+    assert torch.allclose(env.ee_pos_b[0], before[0], atol=1e-4)
