@@ -4,7 +4,7 @@
     python scripts/benchmark.py --num-envs 1024 --train-iterations 5
 
 Prints:
-- raw ``mujoco.batch`` policy steps/s of the same model (decimation substeps per policy step),
+- raw ``mujoco.batch`` policy steps/s of the same model replaying the env's controls,
 - ``env.step`` env-steps/s and its ratio to the raw rate (target >= 0.90 on 2 cores),
 - full training-iteration throughput (collect + learn) with the default train config
   (target >= 12,000 env-steps/s on 2 cores) and the process's peak RSS (target < 4 GB at N=1024).
@@ -33,31 +33,45 @@ def compose_cfg(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def raw_batch_rate(model: mujoco.MjModel, num_envs: int, decimation: int, ctrl: np.ndarray, steps: int) -> float:
-    """Policy steps/s of bare ``Batch.step(nstep=decimation)`` with a fixed control."""
-    batch = mujoco.batch.Batch(model, num_envs, nthread=0)
-    batch.reset(keyframe=-1)
-    batch.bind("qpos")[:, 2] = 0.29
-    batch.bind("qpos")[:, 3] = 1.0
-    batch.bind("qpos")[:, 7:] = ctrl
-    batch.bind("ctrl")[:] = ctrl
-    batch.forward()
-    batch.step(nstep=decimation)
-    start = time.perf_counter()
-    for _ in range(steps):
-        batch.step(nstep=decimation)
-    return steps * num_envs / (time.perf_counter() - start)
+def env_and_raw_rates(env, steps: int) -> tuple[float, float]:
+    """env-steps/s of ``env.step`` and of bare ``mujoco.batch`` replaying the same controls.
 
-
-def env_step_rate(env, steps: int) -> float:
-    """env-steps/s of ``env.step`` with small random actions (includes resets, rewards, observations)."""
+    ``env.step`` runs with small random actions (resets, rewards, observations included) while
+    the controls it sends to the simulator are recorded; a fresh ``Batch`` of the nominal model
+    then starts from the same initial states and replays those controls, so both step the same
+    kind of motion (a robot standing still is cheaper to simulate than one that moves).
+    """
     gen = torch.Generator().manual_seed(0)
-    actions = 0.3 * torch.randn(steps, env.num_envs, env.num_actions, generator=gen)
-    env.step(actions[0])
-    start = time.perf_counter()
-    for k in range(steps):
+    actions = 0.3 * torch.randn(steps + 10, env.num_envs, env.num_actions, generator=gen)
+    for k in range(10):
         env.step(actions[k])
-    return steps * env.num_envs / (time.perf_counter() - start)
+    qpos0, qvel0 = env.sim.qpos.double().numpy().copy(), env.sim.qvel.double().numpy().copy()
+    controls = []
+    step_fn = env.sim.step
+
+    def recording_step(ctrl, nstep):
+        controls.append(ctrl.numpy().astype(np.float64))
+        step_fn(ctrl, nstep)
+
+    env.sim.step = recording_step
+    start = time.perf_counter()
+    for k in range(10, steps + 10):
+        env.step(actions[k])
+    env_rate = steps * env.num_envs / (time.perf_counter() - start)
+    env.sim.step = step_fn
+
+    batch = mujoco.batch.Batch(env.robot.model, env.num_envs, nthread=0)
+    batch.reset()
+    batch.bind("qpos")[:] = qpos0
+    batch.bind("qvel")[:] = qvel0
+    batch.forward()
+    ctrl = batch.bind("ctrl")
+    start = time.perf_counter()
+    for control in controls:
+        ctrl[:] = control
+        batch.step(nstep=env.decimation)
+    raw_rate = steps * env.num_envs / (time.perf_counter() - start)
+    return env_rate, raw_rate
 
 
 def main() -> None:
@@ -69,7 +83,6 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. env=combo_go2Piper_reaching")
     args = parser.parse_args()
     seed_everything(0)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}")
 
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
@@ -77,9 +90,7 @@ def main() -> None:
     for n in args.num_envs:
         cfg = compose_cfg([f"env.num_envs={n}", *args.overrides])
         env = make_env(env_config(cfg))
-        default = env.default_joint_pos.numpy()
-        raw = raw_batch_rate(env.robot.model, n, env.decimation, default, args.steps)
-        stepped = env_step_rate(env, args.steps)
+        stepped, raw = env_and_raw_rates(env, args.steps)
         print(f"{n:>6} {raw:>18,.0f} {stepped:>17,.0f} {stepped / raw:>6.2f}")
         del env
 

@@ -63,6 +63,7 @@ class TaskCommands:
         self.ee_target_b = ee_home_b.repeat(num_envs, 1)
         self.steps_since_vel = torch.zeros(num_envs, dtype=torch.long)
         self.steps_since_ee = torch.zeros(num_envs, dtype=torch.long)
+        self._all_ids = torch.arange(num_envs)
 
     def _uniform(self, n: int, low, high) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, *torch.as_tensor(low).shape, generator=self.generator)
@@ -123,7 +124,7 @@ class TaskCommands:
         """
         self.steps_since_vel += 1
         self.steps_since_ee += 1
-        all_ids = torch.arange(self.num_envs)
+        all_ids = self._all_ids
         vel_due = all_ids[self.steps_since_vel >= self.vel_interval]
         if len(vel_due):
             self.resample_velocity(vel_due)

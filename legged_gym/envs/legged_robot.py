@@ -73,6 +73,11 @@ class LeggedRobot(VecEnv):
         self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
         self.sim_failures = 0
+        self._gravity_w = torch.tensor([0.0, 0.0, -1.0]).expand(n, 3)
+        self._command_scale = torch.tensor([2.0, 2.0, 0.25])  # vx, vy [m/s] and yaw rate [rad/s] to obs units
+        self._touch_index = self.robot.sensor_index([f"{leg}_touch" for leg in LEG_NAMES])[:, 0]  # (4,)
+        self._foot_vel_index = self.robot.sensor_index([f"{leg}_vel" for leg in LEG_NAMES])  # (4, 3)
+        self._foot_pos_index = self.robot.sensor_index([f"{leg}_pos" for leg in LEG_NAMES])  # (4, 3)
 
         self._randomize_domain()
         self.reward_functions = {
@@ -186,18 +191,16 @@ class LeggedRobot(VecEnv):
         self.base_quat = qpos[:, 3:7]
         self.base_lin_vel_b = quat_rotate_inverse(self.base_quat, qvel[:, 0:3])
         self.base_ang_vel_b = qvel[:, 3:6]
-        gravity = torch.tensor([0.0, 0.0, -1.0]).expand(self.num_envs, 3)
-        self.projected_gravity = quat_rotate_inverse(self.base_quat, gravity)
+        self.projected_gravity = quat_rotate_inverse(self.base_quat, self._gravity_w)
         self.base_height = self.base_pos[:, 2]
         self.joint_pos = qpos[:, 7:]
         self.joint_vel = qvel[:, 6:]
         self.base_yaw = yaw_from_quat(self.base_quat)
         ee_pos_w = sensors[:, self.robot.sensor["ee_pos"]]
         self.ee_pos_b = world_to_yaw_frame(self.base_yaw, ee_pos_w - self.base_pos)
-        touch = self.robot.sensor_block(sensors, [f"{leg}_touch" for leg in LEG_NAMES]).squeeze(-1)
-        self.foot_contact = touch > self.cfg["robot"]["contact_force_threshold"]
-        self.foot_vel_w = self.robot.sensor_block(sensors, [f"{leg}_vel" for leg in LEG_NAMES])
-        self.foot_pos_w = self.robot.sensor_block(sensors, [f"{leg}_pos" for leg in LEG_NAMES])
+        self.foot_contact = sensors[:, self._touch_index] > self.cfg["robot"]["contact_force_threshold"]
+        self.foot_vel_w = sensors[:, self._foot_vel_index]
+        self.foot_pos_w = sensors[:, self._foot_pos_index]
         self.trunk_contact = sensors[:, self.robot.sensor["trunk_touch"]].squeeze(-1) > 1.0
         self.estimated_torques = torch.max(
             torch.min(
@@ -300,12 +303,11 @@ class LeggedRobot(VecEnv):
 
     # ------------------------------------------------------------------ observations
     def _compute_observations(self) -> TensorDict:
-        cmd_scale = torch.tensor([2.0, 2.0, 0.25])
         policy = torch.cat(
             [
                 self.base_ang_vel_b * 0.25,
                 self.projected_gravity,
-                self.commands.velocity * cmd_scale,
+                self.commands.velocity * self._command_scale,
                 self.commands.ee_target_b,
                 self.ee_pos_b,
                 self.joint_pos - self.default_joint_pos,

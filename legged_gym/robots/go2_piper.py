@@ -49,9 +49,9 @@ class RobotModel:
     sensor: dict[str, slice]
     ee_home_b: torch.Tensor
 
-    def sensor_block(self, sensordata: torch.Tensor, names: list[str] | tuple[str, ...]) -> torch.Tensor:
-        """Stack sensors ``names`` (each of width d) from ``sensordata`` (N, S) into (N, len(names), d)."""
-        return torch.stack([sensordata[:, self.sensor[n]] for n in names], dim=1)
+    def sensor_index(self, names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """(len(names), d) column indices: ``sensordata[:, index]`` is (N, len(names), d) for sensors of width d."""
+        return torch.tensor([list(range(self.sensor[n].start, self.sensor[n].stop)) for n in names])
 
 
 def _check_vector(name: str, values, length: int) -> np.ndarray:
