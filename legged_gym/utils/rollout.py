@@ -13,8 +13,9 @@ class RolloutRecord:
     """Per-step arrays, (T, N, ...) once :meth:`stack` has run.
 
     Fields: ``velocity_cmd`` (vx, vy, yaw rate) and ``velocity`` (measured, base frame) [m/s, rad/s];
-    ``ee_target`` and ``ee_pos`` [m] base-yaw frame; ``task_ids``; ``terminated`` (bool, a fall or
-    other non-time-out reset at that step).
+    ``ee_target`` and ``ee_pos`` [m] base-yaw frame; ``base_xy`` [m] world; ``base_height`` [m];
+    ``foot_contact`` (4 feet, bool); ``foot_speed`` (4 feet, horizontal speed [m/s]); ``task_ids``;
+    ``terminated`` (bool, a fall or other non-time-out reset at that step).
     """
 
     dt: float
@@ -28,6 +29,10 @@ class RolloutRecord:
             "velocity": torch.cat([env.base_lin_vel_b[:, :2], env.base_ang_vel_b[:, 2:3]], dim=1),
             "ee_target": env.commands.ee_target_b,
             "ee_pos": env.ee_pos_b,
+            "base_xy": env.base_pos[:, :2],
+            "base_height": env.base_height,
+            "foot_contact": env.foot_contact,
+            "foot_speed": env.foot_vel_w[:, :, :2].norm(dim=-1),
             "task_ids": env.commands.task_ids,
             "terminated": dones & ~time_outs,
         }

@@ -1,0 +1,87 @@
+"""Evaluation protocol: fixed, seeded, noise-free episodes; prints a table and writes eval/<env>.json.
+
+    python scripts/evaluate.py --config-name=train env=combo_go2Piper_locomotion ckpt_path=.../model_500.pt
+    python scripts/evaluate.py --config-name=train env=combo_go2Piper_reaching ckpt_path=.../model_300.pt
+
+Locomotion: velocity tracking (all steps and steady state), falls, gait (airborne share per foot at
+|v_cmd| >= 0.5 m/s, stance-foot slip, trunk height). Reaching: end-effector error 1 s after each
+target change on sampled targets, then on ``evaluate.sequence_file`` (data/tossing.pkl), and base
+drift. Definitions: legged_gym/utils/evaluation.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors
+from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
+from legged_gym.utils.rollout import RolloutRecord
+from rsl_rl_moe.checkpoint import CheckpointError
+
+
+def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
+    """Run the checkpoint's policy for ``evaluate.duration_s`` in a fresh env; returns (arrays, env)."""
+    env_cfg["seed"] = int(cfg.evaluate.seed)
+    seed_everything(cfg.evaluate.seed)
+    env = make_env(env_cfg)
+    runner = make_runner(cfg, env, log_dir=None)
+    runner.load(cfg.ckpt_path)
+    policy = runner.get_inference_policy()
+    record = RolloutRecord(dt=env.dt)
+    obs = env.get_observations()
+    for _ in range(int(round(cfg.evaluate.duration_s / env.dt))):
+        with torch.inference_mode():
+            obs, _, dones, extras = env.step(policy(obs))
+        record.add(env, dones, extras["time_outs"])
+    return record.stack(), env
+
+
+def print_table(title: str, metrics: dict) -> None:
+    print(f"\n{title}")
+    for key, value in metrics.items():
+        print(f"  {key:<28} {value:.4g}" if isinstance(value, float) else f"  {key:<28} {value}")
+
+
+@hydra.main(config_path="../config", config_name="train", version_base=None)
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        if not cfg.ckpt_path:
+            raise CheckpointError("evaluate needs a policy: add ckpt_path=<path to model_N.pt>")
+        ev = cfg.evaluate
+        results = {}
+        base_cfg = quiet_env_config(cfg, ev.num_envs)
+        probabilities = base_cfg["tasks"]["probabilities"]
+        if probabilities.get("locomotion", 0) > 0 or probabilities.get("loco_reach", 0) > 0:
+            env_cfg = quiet_env_config(cfg, ev.num_envs)
+            env_cfg["tasks"]["locomotion"]["resampling_time_s"] = float(ev.command_resampling_s)
+            arrays, env = rollout(cfg, env_cfg)
+            results["locomotion"] = locomotion_metrics(
+                arrays, env.dt, env.reward_cfg["base_height_target"], ev.settle_s, ev.fast_speed
+            )
+        if probabilities.get("reaching", 0) > 0 or probabilities.get("loco_reach", 0) > 0:
+            arrays, env = rollout(cfg, quiet_env_config(cfg, ev.num_envs))
+            results["reaching_sampled"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+            if ev.sequence_file:
+                env_cfg = quiet_env_config(cfg, ev.num_envs)
+                env_cfg["tasks"]["reaching"]["sequence_sampler"]["file_path"] = ev.sequence_file
+                arrays, env = rollout(cfg, env_cfg)
+                results["reaching_sequence"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+        for title, metrics in results.items():
+            print_table(f"{title} ({ev.num_envs} envs x {ev.duration_s} s, seed {ev.seed})", metrics)
+        out_dir = os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), "eval")
+        os.makedirs(out_dir, exist_ok=True)
+        out_path = os.path.join(out_dir, f"{cfg.env.name}.json")
+        with open(out_path, "w") as f:
+            json.dump({"ckpt_path": cfg.ckpt_path, "evaluate": dict(ev), "results": results}, f, indent=2)
+        print(f"\nwrote {out_path}")
+
+
+if __name__ == "__main__":
+    sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=disabled"]
+    main()
