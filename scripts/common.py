@@ -41,6 +41,15 @@ def env_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg.env, resolve=True)
 
 
+def quiet_env_config(cfg: DictConfig, num_envs: int) -> dict:
+    """The env config for play and evaluation: ``num_envs`` envs, no observation noise, no randomisation or pushes."""
+    env_cfg = env_config(cfg)
+    env_cfg["num_envs"] = int(num_envs)
+    env_cfg["observations"]["add_noise"] = False
+    env_cfg["domain_rand"]["enabled"] = False
+    return env_cfg
+
+
 def make_env(env_cfg: dict):
     """Instantiate ``env_cfg["class_name"]`` (any rsl_rl VecEnv taking its config dict)."""
     return resolve_callable(env_cfg["class_name"])(env_cfg)

@@ -22,19 +22,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from common import env_config, make_env, make_runner, seed_everything, user_errors  # noqa: E402
+from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors  # noqa: E402
 from legged_gym.utils.plotting import plot_tracking  # noqa: E402
 from legged_gym.utils.rollout import RolloutRecord, task_metrics  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
-
-
-def play_env_config(cfg: DictConfig) -> dict:
-    """The env config for evaluation: few envs, no observation noise, no randomisation or pushes."""
-    env_cfg = env_config(cfg)
-    env_cfg["num_envs"] = int(cfg.play.num_envs)
-    env_cfg["observations"]["add_noise"] = False
-    env_cfg["domain_rand"]["enabled"] = False
-    return env_cfg
 
 
 def export_policy(runner, obs, out_dir: str) -> None:
@@ -79,7 +70,7 @@ def main(cfg: DictConfig) -> None:
         if not cfg.ckpt_path:
             raise CheckpointError("play needs a policy: add ckpt_path=<path to model_N.pt>")
         seed_everything(cfg.seed)
-        env = make_env(play_env_config(cfg))
+        env = make_env(quiet_env_config(cfg, cfg.play.num_envs))
         runner = make_runner(cfg, env, log_dir=None)
         runner.load(cfg.ckpt_path)
         policy = runner.get_inference_policy()
