@@ -68,3 +68,16 @@ def test_missing_and_garbage_files(tmp_path):
     garbage.write_bytes(b"not a pickle")
     with pytest.raises(SequenceFileError, match="cannot be unpickled"):
         load_sequences(str(garbage))
+
+
+def test_shipped_file_is_reproduced_by_its_script(tmp_path):
+    from helpers import run_script
+
+    out = tmp_path / "tossing.pkl"
+    result = run_script("make_tossing_data.py", ["--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    regenerated, dt_new = load_sequences(str(out))
+    shipped, dt = load_sequences("data/tossing.pkl")
+    assert dt_new == dt and len(regenerated) == len(shipped)
+    for a, b in zip(regenerated, shipped):
+        np.testing.assert_array_equal(a, b)
