@@ -248,7 +248,12 @@ class LeggedRobot(VecEnv):
         return total
 
     def _episode_log(self, env_ids: torch.Tensor) -> dict:
-        """Per-term episode sums (per second of max episode) and per-task metrics of finished envs."""
+        """Per-term episode sums (per second of max episode) and per-task metrics of finished envs.
+
+        Per task present among ``env_ids``: ``Task/<task>/return`` (episode sum of rewards),
+        ``Task/<task>/{lin_vel_error [m/s], ang_vel_error [rad/s], ee_error [m]}`` (episode means)
+        and ``Task/<task>/terminated`` (share of episodes that ended before the time-out).
+        """
         log = {f"rew_{k}": v[env_ids].mean() / self.cfg["episode_length_s"] for k, v in self.episode_sums.items()}
         steps = self.episode_length_buf[env_ids].clamp(min=1).float()
         tasks = self.commands.task_ids[env_ids]
@@ -258,6 +263,7 @@ class LeggedRobot(VecEnv):
                 log[f"Task/{task}/return"] = self.episode_metrics["return"][env_ids][mine].mean()
                 for key in ("lin_vel_error", "ang_vel_error", "ee_error"):
                     log[f"Task/{task}/{key}"] = (self.episode_metrics[key][env_ids][mine] / steps[mine]).mean()
+                log[f"Task/{task}/terminated"] = (~self.time_out_buf[env_ids][mine]).float().mean()
         log["terminated"] = (self.reset_buf[env_ids] & ~self.time_out_buf[env_ids]).float().mean()
         log["sim_unstable"] = self.unstable_buf[env_ids].float().mean()
         return log

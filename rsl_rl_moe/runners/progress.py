@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import io
 import statistics
+from collections.abc import Callable
 
 from rsl_rl.utils.logger import Logger
 
@@ -16,11 +17,19 @@ class ProgressLogger(Logger):
     ``progress="full"`` keeps rsl_rl's multi-line block instead; ``"line"`` prints e.g.::
 
         it   12/300 | 10,342 steps/s | reward 3.41 | ep len 812 | collect 1.62 s learn 0.75 s | ETA 0:11:22
+
+    ``scalar_sources``: callables returning ``{tag: value}``, written to the writer at every iteration
+    (how runners add their own TensorBoard scalars, e.g. gate statistics).
     """
 
     progress: str = "line"
+    scalar_sources: list[Callable[[], dict[str, float]]]
 
     def log(self, it: int, start_it: int, total_it: int, collect_time: float, learn_time: float, **kwargs) -> None:
+        if self.writer is not None:
+            for source in self.scalar_sources:
+                for tag, value in source().items():
+                    self.writer.add_scalar(tag, value, it)
         if self.writer is None or self.progress == "full":
             super().log(it=it, start_it=start_it, total_it=total_it, collect_time=collect_time, learn_time=learn_time, **kwargs)
             return

@@ -39,6 +39,7 @@ class Runner(OnPolicyRunner):
         super().__init__(env, train_cfg, log_dir=log_dir, device=device)
         self.logger.__class__ = ProgressLogger
         self.logger.progress = train_cfg.get("progress", "line")
+        self.logger.scalar_sources = []
         self.env_description = env_description or {}
 
     def model_description(self) -> dict:

@@ -1,6 +1,5 @@
 """Offscreen video of a rollout (needs EGL or OSMesa; skipped, with the reason, where neither exists)."""
 
-
 import imageio
 import numpy as np
 import pytest
