@@ -56,9 +56,15 @@ def make_env(env_cfg: dict):
 
 
 def make_train_cfg(cfg: DictConfig) -> dict:
-    """Translate ``cfg.runner`` (hydra layout: runner.alg.actor_critic.{actor,critic}) to rsl_rl's flat dict."""
+    """Translate ``cfg.runner`` (hydra layout: runner.alg.actor_critic.{actor,critic}) to rsl_rl's flat dict.
+
+    Only ``actor_critic.actor`` and ``actor_critic.critic`` become models; other keys of ``actor_critic``
+    (e.g. the expert paths of ppo_moe.yaml) are settings the two share through interpolation.
+    ``runner.class_name`` and ``runner.max_iterations`` are read by the scripts, not by rsl_rl.
+    """
     runner = OmegaConf.to_container(cfg.runner, resolve=True)
-    runner.pop("max_iterations")
+    for key in ("class_name", "max_iterations"):
+        runner.pop(key)
     alg = runner.pop("alg")
     actor_critic = alg.pop("actor_critic")
     return {
@@ -71,8 +77,10 @@ def make_train_cfg(cfg: DictConfig) -> dict:
 
 
 def make_runner(cfg: DictConfig, env, log_dir: str | None) -> Runner:
+    """The runner class named by ``runner.class_name`` (a :class:`Runner`), built on ``env``."""
     check_device(cfg.device)
-    return Runner(env, make_train_cfg(cfg), log_dir=log_dir, device=cfg.device, env_description=env.description)
+    runner_class = resolve_callable(cfg.runner.class_name)
+    return runner_class(env, make_train_cfg(cfg), log_dir=log_dir, device=cfg.device, env_description=env.description)
 
 
 @contextmanager

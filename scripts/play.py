@@ -1,10 +1,14 @@
 """Run a trained policy without noise or randomisation; print task metrics, save plots, export.
 
     python scripts/play.py --config-name=train env=combo_go2Piper_locomotion ckpt_path=logs/.../model_500.pt
+    python scripts/play.py --config-name=train_moe_example ckpt_path=logs/.../model_150.pt
     python scripts/play.py ... play.num_envs=16 play.duration_s=30 play.video=true
 
 Writes next to the checkpoint: ``play/`` (PNG plots, metrics.json, video.mp4 when play.video=true)
 and ``exported/`` (policy.pt TorchScript, policy.onnx) when play.export=true.
+A mixture-of-experts policy also gets ``play/expert_weights.png``: env 0's gate weights over time,
+its task shaded, its command changes marked; the same plot is drawn next to the robot in the
+video, and in a live window when a display is present (``play.live_plot``).
 """
 
 from __future__ import annotations
@@ -26,16 +30,24 @@ from common import make_env, make_runner, quiet_env_config, seed_everything, use
 from legged_gym.utils.plotting import plot_tracking  # noqa: E402
 from legged_gym.utils.rollout import RolloutRecord, task_metrics  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
+from rsl_rl_moe.diagnostics import GateTimeline, open_live_figure  # noqa: E402
+from rsl_rl_moe.modules import MoEActor  # noqa: E402
 
 
 def export_policy(runner, obs, out_dir: str) -> None:
-    """TorchScript + ONNX export of the policy, checked against PyTorch on ``obs`` (ONNX: batch size 1, row by row)."""
+    """TorchScript + ONNX export of the whole policy (a MoE's gate, experts and blend included), checked
+    against PyTorch on ``obs`` (ONNX: batch size 1, row by row).
+
+    The exported input is the policy's observation groups concatenated: ``input_groups`` for a MoE actor
+    (its groups, then any other group an expert reads), ``obs_groups`` for an rsl_rl model.
+    """
     for name in ("onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     runner.export_policy_to_jit(out_dir, "policy.pt")
     runner.export_policy_to_onnx(out_dir, "policy.onnx")
     policy = runner.get_inference_policy()
-    actor_obs = torch.cat([obs[g] for g in runner.cfg["obs_groups"]["actor"]], dim=-1)
+    input_groups = policy.input_groups if isinstance(policy, MoEActor) else policy.obs_groups
+    actor_obs = torch.cat([obs[g] for g in input_groups], dim=-1)
     with torch.inference_mode():
         reference = policy(obs).numpy()
     jit_out = torch.jit.load(os.path.join(out_dir, "policy.pt"))(actor_obs).detach().numpy()
@@ -84,21 +96,35 @@ def main(cfg: DictConfig) -> None:
 
             recorder = VideoRecorder(env.robot.model, os.path.join(out_dir, "video.mp4"), fps=1.0 / env.dt)
 
+        timeline, live = None, None
+        if isinstance(policy, MoEActor):
+            timeline = GateTimeline(policy.expert_names, policy.action_group_names, env.dt, cfg.play.duration_s,
+                                    phase_label="task", phase_names=env.task_names)  # fmt: skip
+            live = open_live_figure("expert weights, env 0") if cfg.play.live_plot else None
+        live_every = max(1, round(cfg.play.live_plot_period_s / env.dt))
+
         record = RolloutRecord(dt=env.dt)
         obs = env.get_observations()
         num_steps = int(round(cfg.play.duration_s / env.dt))
         for step in range(num_steps):
             with torch.inference_mode():
                 actions = policy(obs)
+            if timeline is not None:  # the weights and the task / commands of the obs they were computed from
+                timeline.add(policy.last_gate_weights[0], *env.commands.describe(0))
             obs, _, dones, extras = env.step(actions)
             record.add(env, dones, extras["time_outs"])
             if recorder is not None:
-                recorder.add_frame(env.sim.mjdata(0))
+                overlay = None if timeline is None else timeline.image(recorder.height, recorder.width)
+                recorder.add_frame(env.sim.mjdata(0), overlay)
+            if live is not None and step % live_every == 0:
+                live.refresh(timeline.draw)
             if (step + 1) % max(1, num_steps // 5) == 0:
                 print(f"played {step + 1}/{num_steps} steps", flush=True)
         if recorder is not None:
             recorder.close()
             print(f"video: {recorder.path}")
+        if live is not None:
+            live.close()
 
         arrays = record.stack()
         metrics = task_metrics(arrays, env.task_names)
@@ -111,6 +137,8 @@ def main(cfg: DictConfig) -> None:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         save_plots(arrays, env.dt, out_dir)
+        if timeline is not None:
+            timeline.save_png(os.path.join(out_dir, "expert_weights.png"))
         print(f"plots and metrics: {out_dir}")
         if cfg.play.export:
             export_policy(runner, obs, os.path.join(run_dir, "exported"))

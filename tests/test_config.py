@@ -8,6 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from helpers import CONFIG_DIR, compose_cfg
+from scripts.common import make_train_cfg
 
 ENV_NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(CONFIG_DIR, "env", "*.yaml")))
 TOP_LEVEL = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
@@ -37,3 +38,21 @@ def test_user_overrides_apply():
 def test_typo_in_override_is_an_error(override):
     with pytest.raises(ConfigCompositionException):
         compose_cfg("train", [override])
+
+
+def test_train_moe_example_takes_the_user_guide_overrides():
+    default = compose_cfg("train_moe_example")
+    assert default.env.name == "combo_go2Piper_loco_reach" and default.runner.class_name == "rsl_rl_moe.runners:MoERunner"
+    assert default.runner.alg.actor_critic.actor.base_ckpt_path == "resources/checkpoints/base_expert.pt"
+    assert default.runner.alg.actor_critic.critic.arm_ckpt_path == "resources/checkpoints/arm_expert.pt"
+    cfg = compose_cfg("train_moe_example", ["runner.alg.actor_critic.base_ckpt_path=b.pt",
+                                            "runner.alg.actor_critic.arm_ckpt_path=a.pt",
+                                            "runner.alg.actor_critic.freeze_experts=false",
+                                            "runner.alg.moe_weight_regularization=0.05"])
+    train_cfg = make_train_cfg(cfg)
+    for part in ("actor", "critic"):
+        assert train_cfg[part]["base_ckpt_path"] == "b.pt" and train_cfg[part]["arm_ckpt_path"] == "a.pt"
+        assert train_cfg[part]["freeze_experts"] is False
+    assert train_cfg["algorithm"]["class_name"] == "rsl_rl_moe.algorithms:PPOMoE"
+    assert train_cfg["algorithm"]["moe_weight_regularization"] == 0.05
+    assert "actor_critic" not in train_cfg["algorithm"] and "class_name" not in train_cfg  # not rsl_rl kwargs

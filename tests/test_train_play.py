@@ -1,18 +1,13 @@
 """End to end through the user's commands: train 2 iterations, resume, play, and the errors users hit."""
 
-import glob
 import json
 import os
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import run_script
+from helpers import SMALL, read_events, run_script
 from rsl_rl_moe.checkpoint import is_self_describing
-
-SMALL = ["env.num_envs=16", "runner.num_steps_per_env=8", "runner.alg.num_mini_batches=2",
-         "runner.alg.num_learning_epochs=1"]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +29,7 @@ def test_training_writes_checkpoint_config_and_tensorboard(trained_run):
     assert model["num_actions"] == 18 and model["obs_group_dims"]["policy"] == 69
     assert model["actor"]["hidden_dims"] == [256, 128, 64]
     assert ckpt["infos"]["env"]["action_joints"][12] == "joint1"
-    events = EventAccumulator(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))[0])
-    events.Reload()
+    events = read_events(run_dir)
     tags = events.Tags()["scalars"]
     assert {"Loss/surrogate", "Perf/total_fps", "Episode/rew_tracking_lin_vel"} <= set(tags)
     assert len(events.Scalars("Loss/surrogate")) == 2

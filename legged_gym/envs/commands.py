@@ -116,6 +116,15 @@ class TaskCommands:
         if len(arm):
             self.ee_target_b[arm] = self.sequences.current(arm)
 
+    def describe(self, env_id: int) -> tuple[str, dict[str, torch.Tensor]]:
+        """Task name of env ``env_id`` and the commands it follows now (e.g. for a timeline of a rollout).
+
+        Returns:
+            ``(task, {"velocity command": (3,) [m/s, m/s, rad/s], "EE target": (3,) [m, base-yaw frame]})``.
+        """
+        task = TASK_NAMES[int(self.task_ids[env_id])]
+        return task, {"velocity command": self.velocity[env_id], "EE target": self.ee_target_b[env_id]}
+
     def step(self) -> torch.Tensor:
         """Advance one policy step, resampling expired commands.
 

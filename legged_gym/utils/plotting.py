@@ -1,12 +1,11 @@
-"""Matplotlib figures of a rollout (Agg backend: works headless)."""
+"""Matplotlib figures of a rollout (Agg canvas, no pyplot state: works headless and leaves the
+backend free for a live window)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def plot_tracking(time_s: np.ndarray, commanded: np.ndarray, actual: np.ndarray, labels: list[str], title: str, path: str):
@@ -18,7 +17,9 @@ def plot_tracking(time_s: np.ndarray, commanded: np.ndarray, actual: np.ndarray,
         title: figure title.
         path: PNG file to write.
     """
-    fig, axes = plt.subplots(len(labels), 1, figsize=(9, 2.2 * len(labels)), sharex=True, squeeze=False)
+    fig = Figure(figsize=(9, 2.2 * len(labels)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(labels), 1, sharex=True, squeeze=False)
     for k, (ax, label) in enumerate(zip(axes[:, 0], labels)):
         ax.plot(time_s, commanded[:, k], "k--", lw=1.2, label="commanded")
         ax.plot(time_s, actual[:, k], "C0", lw=1.0, label="actual")
@@ -29,4 +30,3 @@ def plot_tracking(time_s: np.ndarray, commanded: np.ndarray, actual: np.ndarray,
     axes[-1, 0].set_xlabel("time [s]")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -39,9 +39,10 @@ class VideoRecorder:
         self.camera.distance, self.camera.azimuth, self.camera.elevation = 1.8, 135.0, -20.0
         self.writer = imageio.get_writer(path, fps=fps, macro_block_size=1)
         self.path = path
+        self.height, self.width = size
 
     def add_frame(self, data: mujoco.MjData, overlay: np.ndarray | None = None) -> None:
-        """Render ``data`` (after mj_forward); ``overlay`` (H, W2, 3) uint8 is placed to the right of the frame."""
+        """Render ``data`` (after mj_forward); ``overlay`` (height, W2, 3) uint8 is placed to the right of the frame."""
         self.renderer.update_scene(data, camera=self.camera)
         frame = self.renderer.render()
         if overlay is not None:

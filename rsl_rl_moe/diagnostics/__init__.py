@@ -12,6 +12,7 @@ from .conflict import (
     gradient_stats_scalars,
     term_conflict_scalars,
 )
+from .gate_timeline import GateTimeline, open_live_figure
 from .heatmaps import cosine_heatmap, figure_to_image, save_png, selection_heatmap
 from .norms import FrozenExpertChangedError, NormMonitor, normalizer_stats, tensor_stats
 from .selection import (
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_WINDOWS",
     "ExpertSelectionTracker",
     "FrozenExpertChangedError",
+    "GateTimeline",
     "GradientConflictMonitor",
     "GradientStats",
     "GroupConflict",
@@ -39,6 +41,7 @@ __all__ = [
     "gradient_stats_scalars",
     "jensen_shannon",
     "normalizer_stats",
+    "open_live_figure",
     "save_png",
     "selection_heatmap",
     "tensor_stats",

@@ -208,8 +208,9 @@ class ExpertSelectionTracker:
         self._buffer[self._task_index, self._ptr] = sums
         rows = sums[:, 0, -1]
         step = (rows > 0).long()
-        self._ptr = (self._ptr + step) % (self.capacity + 1)
-        self._filled = torch.clamp(self._filled + step, max=self.capacity)
+        # in place: state stays a normal tensor when recording under torch.inference_mode (rsl_rl rollouts)
+        self._ptr.add_(step).remainder_(self.capacity + 1)
+        self._filled.add_(step).clamp_(max=self.capacity)
         self._steps += step
         self._rows += rows.long()
 

@@ -180,3 +180,14 @@ def test_checkpoint_round_trip(tmp_path):
 
     with pytest.raises(ValueError, match="task_names"):
         ExpertSelectionTracker(3, ["a", "b", "c"], windows=(3,)).load_state_dict(state)
+
+
+def test_recording_under_inference_mode_leaves_a_loadable_tracker():
+    """rsl_rl rollouts run under torch.inference_mode; the tracker's state must stay a normal tensor."""
+    tracker = ExpertSelectionTracker(2, TASKS, windows=(4,))
+    with torch.inference_mode():
+        for _ in range(3):
+            tracker.record(torch.softmax(torch.randn(6, 2), -1), torch.randint(0, 3, (6,)))
+    state = tracker.state_dict()
+    tracker.load_state_dict(state)  # in-place writes outside inference mode
+    assert sum(c["env_steps"] for c in tracker.lifetime_counts().values()) >= 3

@@ -1,0 +1,124 @@
+"""MoERunner: the Runner plus per-task statistics of the gate weights seen during rollouts.
+
+Works with any rsl_rl 5.5 VecEnv whose actor is a :class:`~rsl_rl_moe.modules.MoEActor`.
+
+How it hooks into rollouts: rsl_rl's ``learn()`` calls ``alg.act(obs)`` then ``env.step`` at every
+rollout step. The runner wraps ``alg.act``: after the actor's forward it records the actor's
+``last_gate_weights`` ``(N, E)`` (or ``(N, G, E)`` for per-limb gating) together with the env's task
+index ``obs[task_obs_group]`` ``(N, 1)`` into an :class:`~rsl_rl_moe.diagnostics.ExpertSelectionTracker`
+(torch ops, O(1) in the history length). Envs without that group count as one task ``"all"``.
+
+Written to TensorBoard at every iteration (``<group>`` only with per-limb gating):
+
+- ``moe/<task>[/<group>]/weight/<expert>``: mean gate weight over the task's last ``num_steps_per_env``
+  env steps (this iteration's rollout); tasks that had no env in this rollout are left out;
+- ``moe/selection/...``: :meth:`ExpertSelectionTracker.scalars` over the iteration window and the
+  configured ``windows`` (mean weights, argmax frequencies, entropies, near-one-hot and zero shares,
+  distances between tasks, lifetime counts).
+
+Checkpoints carry the tracker state (``infos["gate_selection"]``); :meth:`MoERunner.load` restores it,
+so resumed runs continue their windows.
+"""
+
+from __future__ import annotations
+
+import torch
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from rsl_rl_moe.diagnostics.selection import ExpertSelectionTracker
+from rsl_rl_moe.modules.actor_critic_moe import MoEActor
+from rsl_rl_moe.runners.runner import Runner
+
+INFOS_KEY = "gate_selection"
+"""Key of the tracker state in a checkpoint's ``infos``."""
+
+
+class MoERunner(Runner):
+    """:class:`Runner` that logs per-task gate weights (see the module docstring).
+
+    Args:
+        env, train_cfg, log_dir, device, env_description: as for :class:`Runner`.
+            ``train_cfg["gate_logging"]`` (optional) holds
+
+            - ``task_obs_group``: observation group with each env's task index (default ``"task_id"``);
+            - ``task_names``: names of the task indices (default: ``env_description["task_names"]``);
+            - ``windows``: sliding windows of the selection statistics, in env steps per task
+              (``num_steps_per_env`` is always added);
+            - ``near_one_hot_threshold``: a gate counts as near one-hot above this max weight.
+    """
+
+    def __init__(
+        self, env: VecEnv, train_cfg: dict, log_dir: str | None = None, device: str = "cpu", env_description: dict | None = None
+    ):
+        super().__init__(env, train_cfg, log_dir=log_dir, device=device, env_description=env_description)
+        actor = self.alg.get_policy()
+        if not isinstance(actor, MoEActor):
+            raise ValueError(
+                f"MoERunner logs the gate of a mixture-of-experts actor (rsl_rl_moe.modules:ActorCriticMoE), "
+                f"got {type(actor).__name__}: use rsl_rl_moe.runners:Runner for other actors"
+            )
+        cfg = train_cfg.get("gate_logging") or {}
+        self.task_obs_group = cfg.get("task_obs_group", "task_id")
+        obs = env.get_observations()
+        if self.task_obs_group in obs.keys():
+            task_names = cfg.get("task_names") or self.env_description.get("task_names")
+            if not task_names:
+                raise ValueError(
+                    f"observation group {self.task_obs_group!r} holds task indices but no task names are known: "
+                    f"set gate_logging.task_names or put task_names in the env description"
+                )
+        else:
+            task_names = ["all"]
+            self._single_task = torch.zeros(env.num_envs, dtype=torch.long, device=self.device)
+        self.iteration_window = int(train_cfg["num_steps_per_env"])
+        self.gate_tracker = ExpertSelectionTracker(
+            num_experts=len(actor.expert_names),
+            task_names=task_names,
+            windows=[self.iteration_window, *cfg.get("windows", [])],
+            group_names=actor.action_group_names or None,
+            expert_names=actor.expert_names,
+            near_one_hot_threshold=cfg.get("near_one_hot_threshold", 0.95),
+            device=self.device,
+        )
+        self._logged_env_steps = {task: 0 for task in task_names}
+        self._act = self.alg.act
+        self.alg.act = self._act_and_record
+        self.logger.scalar_sources.append(self.gate_scalars)
+
+    def _act_and_record(self, obs: TensorDict) -> torch.Tensor:
+        """``alg.act(obs)``, then record the actor's gate weights of this step with the envs' task ids."""
+        actions = self._act(obs)
+        task_ids = obs[self.task_obs_group] if self.task_obs_group in obs.keys() else self._single_task
+        self.gate_tracker.record(self.alg.get_policy().last_gate_weights, task_ids)
+        return actions
+
+    def gate_scalars(self) -> dict[str, float]:
+        """TensorBoard scalars of this iteration (tags in the module docstring)."""
+        tracker = self.gate_tracker
+        counts = tracker.lifetime_counts()
+        fresh = {task for task, c in counts.items() if c["env_steps"] > self._logged_env_steps[task]}
+        out: dict[str, float] = {}
+        for group in tracker.group_names:
+            for task, per_window in tracker.get_expert_selection_stats(group=group).items():
+                if task not in fresh:
+                    continue
+                base = f"moe/{task}" if tracker.num_groups == 1 else f"moe/{task}/{group}"
+                for expert, weight in zip(tracker.expert_names, per_window[self.iteration_window]["mean_weights"]):
+                    out[f"{base}/weight/{expert}"] = weight
+        out.update(tracker.scalars(prefix="moe/selection"))
+        self._logged_env_steps = {task: c["env_steps"] for task, c in counts.items()}
+        return out
+
+    def save(self, path: str, infos: dict | None = None) -> None:
+        """Save as :class:`Runner` does, with the tracker state in ``infos["gate_selection"]``."""
+        super().save(path, {**(infos or {}), INFOS_KEY: self.gate_tracker.state_dict()})
+
+    def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
+        """Load as :class:`Runner` does and restore the tracker state when the checkpoint has one."""
+        infos = super().load(path, load_cfg, strict, map_location)
+        state = (infos or {}).get(INFOS_KEY)
+        if state is not None:
+            self.gate_tracker.load_state_dict(state)
+            self._logged_env_steps = {task: c["env_steps"] for task, c in self.gate_tracker.lifetime_counts().items()}
+        return infos
