@@ -1,0 +1,96 @@
+"""Compare policies on the multi-task env: each expert alone, a fixed 50/50 blend, learned gates, PPO from scratch.
+
+    python scripts/compare_moe.py --config-name=train_moe_example \
+        +compare.runs='{scalar_gate: logs/.../model_150.pt, per_limb_gate: logs/.../model_150.pt, ppo_scratch: logs/.../model_150.pt}'
+
+Every policy runs the same seeded, noise-free envs (``evaluate.num_envs`` x ``evaluate.duration_s``)
+of the config's env (``combo_go2Piper_loco_reach`` for train_moe_example). Fixed blends use the
+experts named by ``runner.alg.actor_critic.{base,arm}_ckpt_path``: a = w_base a_base + w_arm a_arm.
+A learned policy is rebuilt from the ``config.yaml`` of its own run folder, so its model settings
+(per-limb groups, a plain MLP, ...) come with it. Prints return per env-second, per task and
+overall, and the per-task metrics of :func:`legged_gym.utils.rollout.task_metrics`; writes
+``compare.json`` to the current folder (``compare.out``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors
+from legged_gym.utils.rollout import RolloutRecord, task_metrics
+from rsl_rl_moe.modules.experts import load_experts
+
+FIXED_BLENDS = {"base_expert_alone": (1.0, 0.0), "arm_expert_alone": (0.0, 1.0), "fixed_50_50": (0.5, 0.5)}
+
+
+def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
+    """Policy obs -> sum_i w_i * (expert i's action mean), with the configured base and arm experts."""
+    ac = cfg.runner.alg.actor_critic
+    experts = load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
+                           "runner.alg.actor_critic")
+    return lambda obs: sum(w * e.actor(obs) for w, e in zip(weights, experts))
+
+
+def learned(path: str, env):
+    """The inference policy of checkpoint ``path``, built from its run folder's config.yaml."""
+    run_cfg = OmegaConf.load(os.path.join(os.path.dirname(os.path.abspath(path)), "config.yaml"))
+    runner = make_runner(run_cfg, env, log_dir=None)
+    runner.load(path)
+    return runner.get_inference_policy()
+
+
+def evaluate(policy, env, steps: int) -> dict:
+    """Return per env-second by task (task of each step) and overall, plus per-task metrics."""
+    record = RolloutRecord(dt=env.dt)
+    rewards = []
+    obs = env.get_observations()
+    for _ in range(steps):
+        with torch.inference_mode():
+            obs, reward, dones, extras = env.step(policy(obs))
+        record.add(env, dones, extras["time_outs"])
+        rewards.append(reward.numpy().copy())
+    arrays, rewards = record.stack(), np.stack(rewards)
+    per_second = {task: float(rewards[arrays["task_ids"] == k].mean() / env.dt)
+                  for k, task in enumerate(env.task_names) if (arrays["task_ids"] == k).any()}
+    return {"return_per_s": {"all": float(rewards.mean() / env.dt), **per_second},
+            "metrics": task_metrics(arrays, env.task_names)}
+
+
+@hydra.main(config_path="../config", config_name="train_moe_example", version_base=None)
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        runs = dict(cfg.get("compare", {}).get("runs", {}))
+        steps = int(round(cfg.evaluate.duration_s / (cfg.env.robot.decimation * cfg.env.robot.timestep)))
+        results = {}
+        candidates = [(name, lambda env, w=w: fixed_blend(cfg, env, w)) for name, w in FIXED_BLENDS.items()]
+        candidates += [(name, lambda env, p=path: learned(p, env)) for name, path in runs.items()]
+        for name, build in candidates:
+            seed_everything(cfg.evaluate.seed)
+            env_cfg = quiet_env_config(cfg, cfg.evaluate.num_envs)
+            env_cfg["seed"] = int(cfg.evaluate.seed)
+            env = make_env(env_cfg)
+            results[name] = evaluate(build(env), env, steps)
+            r = results[name]["return_per_s"]
+            print(f"{name:<20} return/s all {r['all']:6.3f} | " + " | ".join(f"{k} {v:6.3f}" for k, v in r.items() if k != "all"),
+                  flush=True)
+        print(f"\n{'policy':<20}{'task':<12}{'lin vel RMS':>12}{'yaw RMS':>9}{'EE median':>11}{'falls':>6}")
+        for name, result in results.items():
+            for task, m in result["metrics"].items():
+                print(f"{name:<20}{task:<12}{m['lin_vel_rms']:>10.3f}  {m['yaw_rate_rms']:>7.3f}  "
+                      f"{m['ee_error_median_cm']:>7.1f}cm{m['falls']:>6}")
+        out = cfg.get("compare", {}).get("out", "compare.json")
+        with open(out, "w") as f:
+            json.dump({"evaluate": OmegaConf.to_container(cfg.evaluate), "runs": runs, "results": results}, f, indent=2)
+        print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=disabled"]
+    main()
