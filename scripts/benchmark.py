@@ -2,12 +2,24 @@
 
     python scripts/benchmark.py                        # env.step vs raw mujoco.batch at N=256,1024; training
     python scripts/benchmark.py --num-envs 1024 --train-iterations 5
+    python scripts/benchmark.py --sections moe-diagnostics   # MoE diagnostics overhead (a few minutes)
 
 Prints:
 - raw ``mujoco.batch`` policy steps/s of the same model replaying the env's controls,
 - ``env.step`` env-steps/s and its ratio to the raw rate (target >= 0.90 on 2 cores),
 - full training-iteration throughput (collect + learn) with the default train config
-  (target >= 12,000 env-steps/s on 2 cores) and the process's peak RSS (target < 4 GB at N=1024).
+  (target >= 12,000 env-steps/s on 2 cores) and the process's peak RSS (target < 4 GB at N=1024);
+- ``moe-diagnostics`` (not run by default): train_moe_example iterations with the diagnostics at their
+  configured cadence against all of them off (``gate_logging`` and ``diagnostics`` disabled), alternating
+  blocks of iterations of the two runners in one process. An iteration's time is rsl_rl's collect + learn
+  time plus the logger call (where the per-iteration scalars are computed); learn() start-up and checkpoint
+  saving are left out. Reports the overhead A/B and, timed inside the diagnosed runner, the always-on
+  statistics (gate-weight recording, moe/* scalars, norm monitoring, selection heatmaps; target <= 1%) and
+  the periodic gradient analysis (conflict computations with their heatmaps, amortised; target <= 5%).
+  The default 5 blocks of ``conflict_interval`` iterations span one ``image_interval`` (50 iterations), so
+  images are amortised as in training (rsl_rl repeats the last iteration number at each learn() call).
+  Experts: resources/checkpoints/{base,arm}_expert.pt when present, else two default-size experts trained
+  for one iteration into a temp folder (enough for timing: the cost does not depend on their skill).
 """
 
 from __future__ import annotations
@@ -15,7 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
+import tempfile
 import time
+from collections import defaultdict
 
 import mujoco
 import mujoco.batch
@@ -25,12 +40,14 @@ from hydra import compose, initialize_config_dir
 
 from common import env_config, make_env, make_runner, seed_everything
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO_ROOT, "config")
+SECTIONS = ("stepping", "training", "moe-diagnostics")
 
 
-def compose_cfg(overrides: list[str]):
+def compose_cfg(overrides: list[str], config_name: str = "train"):
     with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides)
 
 
 def env_and_raw_rates(env, steps: int) -> tuple[float, float]:
@@ -74,17 +91,125 @@ def env_and_raw_rates(env, steps: int) -> tuple[float, float]:
     return env_rate, raw_rate
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--steps", type=int, default=200, help="policy steps per stepping measurement")
-    parser.add_argument("--train-envs", type=int, default=1024)
-    parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
-    parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. env=combo_go2Piper_reaching")
-    args = parser.parse_args()
-    seed_everything(0)
-    print(f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}")
+def expert_paths(folder: str) -> tuple[dict[str, str], str]:
+    """``{"base": path, "arm": path}`` and where they come from: the shipped experts, or default-size experts
+    trained for one iteration (64 envs) into ``folder``."""
+    shipped = {name: os.path.join(REPO_ROOT, "resources", "checkpoints", f"{name}_expert.pt") for name in ("base", "arm")}
+    if all(os.path.isfile(p) for p in shipped.values()):
+        return shipped, "shipped experts resources/checkpoints/{base,arm}_expert.pt"
+    paths = {}
+    for name, env_name in (("base", "combo_go2Piper_locomotion"), ("arm", "combo_go2Piper_reaching")):
+        cfg = compose_cfg([f"env={env_name}", "env.num_envs=64"])
+        run_dir = os.path.join(folder, name)
+        runner = make_runner(cfg, make_env(env_config(cfg)), log_dir=run_dir)
+        runner.learn(1)
+        paths[name] = os.path.join(run_dir, "model_0.pt")
+    return paths, f"default-size experts trained for 1 iteration into {folder} (no shipped experts found)"
 
+
+class Stopwatch:
+    """Wall time and call count per key, of the callables wrapped with :meth:`wrap`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, fn, key: str):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[key] += time.perf_counter() - start
+                self.calls[key] += 1
+
+        return wrapper
+
+
+def iteration_clock(runner) -> list[float]:
+    """Per-iteration seconds of ``runner`` (collect + learn as rsl_rl measures them, plus the logger call)."""
+    durations = []
+    log = runner.logger.log
+
+    def timed_log(*args, collect_time: float, learn_time: float, **kwargs):
+        start = time.perf_counter()
+        log(*args, collect_time=collect_time, learn_time=learn_time, **kwargs)
+        durations.append(collect_time + learn_time + time.perf_counter() - start)
+
+    runner.logger.log = timed_log
+    return durations
+
+
+def instrument_diagnostics(runner) -> Stopwatch:
+    """A stopwatch on each diagnostics part of a MoERunner (instance attributes replaced by timed wrappers)."""
+    watch = Stopwatch()
+    runner.gate_tracker.record = watch.wrap(runner.gate_tracker.record, "gate-weight recording")
+    sources = runner.logger.scalar_sources
+    sources[sources.index(runner.gate_scalars)] = watch.wrap(runner.gate_scalars, "moe/* scalars")
+    diagnostics = runner.diagnostics
+    diagnostics._conflicts = watch.wrap(diagnostics._conflicts, "gradient conflict")
+    diagnostics._conflict_images = watch.wrap(diagnostics._conflict_images, "cosine heatmaps")
+    diagnostics._selection_images = watch.wrap(diagnostics._selection_images, "selection heatmaps")
+    diagnostics.update = watch.wrap(diagnostics.update, "diagnostics.update")
+    runner._update = watch.wrap(runner._update, "ppo update")
+    return watch
+
+
+def moe_diagnostics_overhead(args) -> None:
+    """Per-iteration time with the diagnostics at their configured cadence against all off (see module doc)."""
+    with tempfile.TemporaryDirectory() as folder:
+        experts, source = expert_paths(folder)
+        common = [f"env.num_envs={args.moe_envs}", "runner.save_interval=1000000",
+                  f"runner.alg.actor_critic.base_ckpt_path={experts['base']}",
+                  f"runner.alg.actor_critic.arm_ckpt_path={experts['arm']}", *args.overrides]  # fmt: skip
+        off = ["runner.gate_logging.enabled=false", "runner.diagnostics.enabled=false"]
+        runners = {}
+        for name, overrides in (("off", off), ("on", [])):
+            cfg = compose_cfg([*common, *overrides], config_name="train_moe_example")
+            runners[name] = make_runner(cfg, make_env(env_config(cfg)), log_dir=os.path.join(folder, name))
+        cadence = compose_cfg(common, config_name="train_moe_example").runner.diagnostics
+        for runner in runners.values():
+            runner.learn(1)  # warm-up
+        clocks = {name: iteration_clock(runner) for name, runner in runners.items()}
+        watch = instrument_diagnostics(runners["on"])
+        block = cadence.conflict_interval or 10
+        for _ in range(args.moe_blocks):
+            for runner in runners.values():
+                runner.learn(block)
+    iterations = args.moe_blocks * block
+    mean = {name: statistics.mean(c) for name, c in clocks.items()}
+    on_total = sum(clocks["on"])
+    seconds = watch.seconds
+    always_on = (seconds["gate-weight recording"] + seconds["moe/* scalars"]
+                 + seconds["diagnostics.update"] - seconds["ppo update"] - seconds["gradient conflict"])  # fmt: skip
+    conflict = seconds["gradient conflict"]
+
+    def share(value: float) -> str:
+        return f"{1000 * value / iterations:6.1f} ms per iteration = {100 * value / on_total:5.2f}%"
+
+    print(f"\n== MoE diagnostics overhead: train_moe_example, N={args.moe_envs}, {iterations} iterations per runner "
+          f"in {args.moe_blocks} alternating blocks ==")  # fmt: skip
+    print(f"experts: {source}")
+    print(f"diagnostics: {dict(cadence)}")
+    for name in ("off", "on"):
+        print(f"{'all off' if name == 'off' else 'diagnostics on'}: {mean[name]:.3f} s per iteration "
+              f"(median {statistics.median(clocks[name]):.3f} s)")  # fmt: skip
+    median_ratio = statistics.median(clocks["on"]) / statistics.median(clocks["off"])
+    print(f"A/B overhead: {100 * (mean['on'] / mean['off'] - 1):+.1f}% (medians {100 * (median_ratio - 1):+.1f}%; "
+          f"noise of a few % on a busy machine)")
+    print("timed inside the diagnosed runner:")
+    print(f"  always-on statistics        {share(always_on)} (target <= 1%)")
+    for key in ("gate-weight recording", "moe/* scalars", "selection heatmaps"):
+        print(f"    {key:26} {share(seconds[key])}")
+    rest = always_on - sum(seconds[key] for key in ("gate-weight recording", "moe/* scalars", "selection heatmaps"))
+    print(f"    {'norms, logits, checksums':26} {share(rest)}")
+    computations = watch.calls["gradient conflict"]
+    print(f"  periodic gradient analysis  {share(conflict)} amortised (target <= 5%): "
+          f"{computations} computations, {conflict / max(computations, 1):.2f} s each")
+    print(f"    {'of which cosine heatmaps':26} {share(seconds['cosine heatmaps'])}")
+
+
+def stepping_rates(args) -> None:
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
     print(f"{'N':>6} {'raw batch steps/s':>18} {'env.step steps/s':>17} {'ratio':>6}")
     for n in args.num_envs:
@@ -94,6 +219,8 @@ def main() -> None:
         print(f"{n:>6} {raw:>18,.0f} {stepped:>17,.0f} {stepped / raw:>6.2f}")
         del env
 
+
+def training_rate(args) -> None:
     print(f"\n== training iteration (collect + learn), default config, N={args.train_envs} ==")
     cfg = compose_cfg([f"env.num_envs={args.train_envs}", *args.overrides])
     env = make_env(env_config(cfg))
@@ -106,6 +233,29 @@ def main() -> None:
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"{steps / elapsed:,.0f} env-steps/s over {args.train_iterations} iterations ({elapsed / args.train_iterations:.2f} s each)")
     print(f"peak RSS of this process: {peak_rss_gb:.2f} GB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--steps", type=int, default=200, help="policy steps per stepping measurement")
+    parser.add_argument("--train-envs", type=int, default=1024)
+    parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["stepping", "training"])
+    parser.add_argument("--moe-envs", type=int, default=512, help="envs of the moe-diagnostics section")
+    parser.add_argument("--moe-blocks", type=int, default=5,
+                        help="moe-diagnostics: alternating blocks of conflict_interval iterations per runner")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. env=combo_go2Piper_reaching")
+    args = parser.parse_args()
+    seed_everything(0)
+    print(f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}, os.cpu_count() {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    if "stepping" in args.sections:
+        stepping_rates(args)
+    if "training" in args.sections:
+        training_rate(args)
+    if "moe-diagnostics" in args.sections:
+        moe_diagnostics_overhead(args)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ TINY_EXPERT = [*SMALL, "runner.max_iterations=1", "env.episode_length_s=0.1",
 TINY_GATES = ["runner.alg.actor_critic.actor.obs_moe.hidden_dims=[16]",
               "runner.alg.actor_critic.critic.obs_moe.hidden_dims=[16]",
               "runner.alg.actor_critic.critic.residual_hidden_dims=[16]"]
-TINY_MOE = [*SMALL, *TINY_GATES, "runner.max_iterations=2", "env.episode_length_s=0.1"]
+TINY_MOE = [*SMALL, *TINY_GATES, "runner.max_iterations=2", "env.episode_length_s=0.1",
+            "runner.diagnostics.conflict_interval=1", "runner.diagnostics.monitor_norm_freq=1",
+            "runner.diagnostics.image_interval=1"]
 TASKS = ("locomotion", "reaching", "loco_reach")
 
 
@@ -72,6 +74,21 @@ def test_moe_training_logs_gate_weights_per_task(moe_run):
         assert f"Task/{task}/return" in tags and f"Task/{task}/terminated" in tags
         assert f"moe/selection/{task}/w8/mean_sample_entropy" in tags
     assert {"Loss/moe_weight_regularization", "moe/selection/w1000/js/locomotion__reaching"} <= tags
+
+
+def test_moe_training_writes_diagnostics_every_iteration(moe_run):
+    events = read_events(moe_run)
+    for tag in ("conflict/gate/cos/locomotion__reaching", "conflict/gate/noise_floor/reaching", "conflict/critic/mean_cosine",
+                "conflict/std/max_negative_cosine", "term_conflict/gate/cos/surrogate__moe_router_z",
+                "term_conflict/gate/norm_share/moe_weight_regularization", "norm/gate/_total_norm", "norm/critic/_total_norm",
+                "norm/base_actor/_total_norm", "norm/arm_critic/_total_norm", "grad/gate/_total_norm", "grad/std/_total_norm",
+                "grad/critic/_total_norm", "logits/gate/abs_max", "logits/critic_gate/std", "obs_norm/gate/count",
+                "obs_norm/critic/min_std"):  # fmt: skip
+        assert [s.step for s in events.Scalars(tag)] == [0, 1], tag
+    images = set(events.Tags()["images"])
+    assert {"images/conflict/gate", "images/conflict/critic", "images/term_conflict/gate", "images/selection/w8"} <= images
+    pngs = set(os.listdir(os.path.join(moe_run, "diagnostics")))
+    assert {f"{name}_it{it}.png" for name in ("conflict_gate", "conflict_std", "term_conflict_gate") for it in (0, 1)} <= pngs
 
 
 def test_play_moe_plots_expert_weights_and_exports_the_blend(moe_run, experts):

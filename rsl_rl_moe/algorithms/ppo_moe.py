@@ -31,6 +31,11 @@ gate advance by one iteration.
 
 Extra observation groups (e.g. an env's ``task_id`` ``(N, 1)``) are kept in rollout storage by rsl_rl
 and ignored by the models unless listed in ``obs_groups``.
+
+For diagnostics (gradient conflict between tasks and between loss terms), :meth:`PPOMoE.loss_terms`
+recomputes the loss of ``PPO.update()`` on a minibatch as separate terms, :func:`batch_rows` restricts a
+minibatch to some rows (e.g. one task's), and :meth:`PPOMoE.conflict_minibatch` draws a minibatch as
+``update()`` does without moving the global random state.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from __future__ import annotations
 import torch
 
 from rsl_rl.algorithms import PPO
+from rsl_rl.storage import RolloutStorage
 from rsl_rl_moe.algorithms import gate_losses
 from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture
 from rsl_rl_moe.modules.obs_moe import PHASES, ObsMoE
@@ -61,6 +67,25 @@ class _AttachLoss(torch.autograd.Function):
 def attach_loss(carrier: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
     """Return ``carrier`` unchanged; any backward through it adds the gradient of the scalar ``loss``."""
     return _AttachLoss.apply(carrier, loss)
+
+
+def untouched_rng(device: str | torch.device):
+    """Context in which random draws on the CPU and on ``device`` leave the global random state as it was."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+
+
+def batch_rows(batch: RolloutStorage.Batch, rows: torch.Tensor) -> RolloutStorage.Batch:
+    """A feed-forward RL minibatch restricted to ``rows`` (bool mask (B,) or long indices)."""
+    return RolloutStorage.Batch(
+        observations=batch.observations[rows],
+        actions=batch.actions[rows],
+        values=batch.values[rows],
+        advantages=batch.advantages[rows],
+        returns=batch.returns[rows],
+        old_actions_log_prob=batch.old_actions_log_prob[rows],
+        old_distribution_params=tuple(p[rows] for p in batch.old_distribution_params),
+    )
 
 
 class PPOMoE(PPO):
@@ -142,6 +167,72 @@ class PPOMoE(PPO):
         (dynamo skips guards on module hooks), so the regularisers would silently vanish."""
         if mode is not None:
             raise ValueError(f"PPOMoE does not support torch_compile_mode={mode!r} yet: set it to null")
+
+    def conflict_minibatch(self) -> RolloutStorage.Batch:
+        """A minibatch of the stored rollout (after :meth:`compute_returns`), drawn as :meth:`update` draws them.
+
+        The storage's generator runs under ``torch.random.fork_rng``, so the global random state is left as it
+        was: training is the same with or without this call, and the rows are those of the update's first
+        minibatch. Per-minibatch advantage normalisation is applied as ``PPO.update()`` does. Feed-forward
+        models only (no trajectory minibatches).
+        """
+        with untouched_rng(self.device):
+            batch = next(self.storage.mini_batch_generator(self.num_mini_batches, 1))
+        if self.normalize_advantage_per_mini_batch:
+            batch.advantages = (batch.advantages - batch.advantages.mean()) / (batch.advantages.std() + 1e-8)
+        return batch
+
+    def loss_terms(self, batch: RolloutStorage.Batch) -> dict[str, torch.Tensor]:
+        """The loss ``PPO.update()`` minimises on ``batch``, as weighted terms whose sum is that loss.
+
+        Mirrors the loss of rsl_rl's ``PPO.update()`` (version :data:`TESTED_RSL_RL_VERSION`; a test compares both
+        on a real minibatch, so a change in rsl_rl is noticed) plus the gate regularisers of :meth:`update`:
+
+        - ``surrogate``: clipped surrogate ``mean(max(-A r, -A clip(r, 1 - eps, 1 + eps)))``;
+        - ``value``: ``value_loss_coef`` x the (clipped) squared value error;
+        - ``entropy``: ``-entropy_coef`` x mean entropy of the action distribution;
+        - ``moe_*``: coefficient x regulariser (:meth:`gate_regularization`), on this batch's gate weights.
+
+        Terms with a zero coefficient are left out. The action sample the actor draws (as in ``update()``) does
+        not move the global random state. Not covered: the symmetry extension (its augmentation
+        and mirror loss), mixed precision (computed in full precision) and RND (a separate optimizer).
+        ``batch_rows(batch, task rows)`` gives the loss restricted to one task's rows.
+
+        Args:
+            batch: a feed-forward RL minibatch (B rows), e.g. from :meth:`conflict_minibatch`.
+
+        Returns:
+            ``{name: scalar tensor with gradient}``.
+        """
+        if self.symmetry:
+            raise NotImplementedError("loss_terms does not cover the symmetry extension (augmentation, mirror loss)")
+        gate_outputs = []
+        handle = self.gate.register_forward_hook(lambda _module, _inputs, output: gate_outputs.append(output))
+        try:
+            with untouched_rng(self.device):
+                self.actor(batch.observations, stochastic_output=True)
+        finally:
+            handle.remove()
+        ((weights, logits),) = gate_outputs
+        actions_log_prob = self.actor.get_output_log_prob(batch.actions)
+        values = self.critic(batch.observations)
+        ratio = torch.exp(actions_log_prob - torch.squeeze(batch.old_actions_log_prob))
+        advantages = torch.squeeze(batch.advantages)
+        clipped_ratio = torch.clamp(ratio, 1.0 - self.clip_param, 1.0 + self.clip_param)
+        surrogate = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
+        if self.use_clipped_value_loss:
+            value_clipped = batch.values + (values - batch.values).clamp(-self.clip_param, self.clip_param)
+            value_loss = torch.max((values - batch.returns).pow(2), (value_clipped - batch.returns).pow(2)).mean()
+        else:
+            value_loss = (batch.returns - values).pow(2).mean()
+        _, regularizers = self.gate_regularization(weights, logits)
+        weighted = {
+            "surrogate": (1.0, surrogate),
+            "value": (self.value_loss_coef, value_loss),
+            "entropy": (-self.entropy_coef, self.actor.output_entropy.mean()),
+            **{name: (coef, regularizers[name]) for name, coef in self.coefficients.items()},
+        }
+        return {name: coef * term for name, (coef, term) in weighted.items() if coef != 0}
 
     def update(self) -> dict[str, float]:
         """PPO update with the gate regularisers added to the loss; returns PPO's losses plus the ``moe_*`` keys."""

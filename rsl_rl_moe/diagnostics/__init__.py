@@ -14,7 +14,7 @@ from .conflict import (
 )
 from .gate_timeline import GateTimeline, open_live_figure
 from .heatmaps import cosine_heatmap, figure_to_image, save_png, selection_heatmap
-from .norms import FrozenExpertChangedError, NormMonitor, normalizer_stats, tensor_stats
+from .norms import FrozenExpertChangedError, NormMonitor, first_gradients, normalizer_stats, tensor_stats
 from .selection import (
     DEFAULT_WINDOWS,
     ExpertSelectionTracker,
@@ -37,6 +37,7 @@ __all__ = [
     "cosine_heatmap",
     "expert_action_ground_cost",
     "figure_to_image",
+    "first_gradients",
     "gradient_stats",
     "gradient_stats_scalars",
     "jensen_shannon",

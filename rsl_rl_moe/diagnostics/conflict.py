@@ -108,7 +108,9 @@ class GradientConflictMonitor:
         task_names: stable labels of task ids 0..T-1 (the matrix order on every rank).
         param_groups: name -> parameters (e.g. ``{"gate": gate.parameters(), "critic": ...}``);
             parameters with ``requires_grad=False`` (frozen experts) are dropped, a group left
-            empty is an error. A parameter may belong to several groups.
+            empty is an error. A parameter may belong to several groups. An entry may also be a
+            slice ``(parameter, flat_index)``: only the elements ``parameter.reshape(-1)[flat_index]``
+            (long tensor) belong to the group, e.g. the last-layer rows of one action group's gate.
         frequency_window: number of recent calls over which ``conflict_frequency`` is measured.
         noise_floor: also compute the split-half noise floor (two extra backward passes per task).
         seed: seed of the random split-half permutations.
@@ -134,30 +136,40 @@ class GradientConflictMonitor:
         self.process_group = process_group
         self._generator = torch.Generator().manual_seed(seed)
         self._params: list[torch.Tensor] = []
-        self._group_params: dict[str, list[int]] = {}
         position = {}
+        group_entries: dict[str, list[tuple[int, torch.Tensor | None]]] = {}
         for name, params in param_groups.items():
-            trainable = [p for p in params if p.requires_grad]
+            entries = [(p, None) if isinstance(p, torch.Tensor) else p for p in params]
+            trainable = [(p, index) for p, index in entries if p.requires_grad]
             if not trainable:
                 raise ValueError(f"parameter group {name!r} has no trainable parameters (requires_grad=True)")
-            for p in trainable:
+            for p, _ in trainable:
                 if id(p) not in position:
                     position[id(p)] = len(self._params)
                     self._params.append(p)
-            self._group_params[name] = [position[id(p)] for p in trainable]
+            group_entries[name] = [(position[id(p)], index) for p, index in trainable]
         offsets = [0]
         for p in self._params:
             offsets.append(offsets[-1] + p.numel())
-        device = self._params[0].device
-        self._group_index = {
-            name: torch.cat([torch.arange(offsets[i], offsets[i + 1], device=device) for i in indices])
-            for name, indices in self._group_params.items()
-        }
-        self._history = {name: deque(maxlen=frequency_window) for name in self._group_params}
+        self._group_index = {}  # name -> positions of the group's elements in the flat gradient of all params
+        self._group_params = {}  # name -> (its params, positions of its elements in their flat gradient)
+        for name, entries in group_entries.items():
+            self._group_index[name] = self._element_index(entries, dict(enumerate(offsets)))
+            used = list(dict.fromkeys(i for i, _ in entries))
+            local = dict(zip(used, [0, *torch.tensor([self._params[i].numel() for i in used]).cumsum(0).tolist()]))
+            self._group_params[name] = ([self._params[i] for i in used], self._element_index(entries, local))
+        self._history = {name: deque(maxlen=frequency_window) for name in self._group_index}
+
+    def _element_index(self, entries: list[tuple[int, torch.Tensor | None]], start: dict[int, int]) -> torch.Tensor:
+        """Flat positions of the entries' elements, parameter ``i`` starting at ``start[i]``."""
+        return torch.cat([
+            start[i] + (torch.arange(self._params[i].numel()) if index is None else index.reshape(-1).cpu())
+            for i, index in entries
+        ]).to(self._params[0].device)
 
     @property
     def group_names(self) -> list[str]:
-        return list(self._group_params)
+        return list(self._group_index)
 
     def _flat_grad(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
         """(sum of numel,) float64 gradient of ``loss`` w.r.t. ``params``; zeros where unused."""
@@ -270,10 +282,10 @@ class GradientConflictMonitor:
             Statistics over the terms' gradients; ``cosine_with_total`` is against the sum of all
             terms. Across ranks the gradients are averaged (DDP semantics) before the statistics.
         """
-        if group not in self._group_params:
+        if group not in self._group_index:
             raise KeyError(f"unknown parameter group {group!r}; known groups: {self.group_names}")
-        params = [self._params[i] for i in self._group_params[group]]
-        grads = torch.stack([self._flat_grad(term, params) for term in terms.values()])
+        params, index = self._group_params[group]
+        grads = torch.stack([self._flat_grad(term, params)[index] for term in terms.values()])
         grads = _all_reduce_sum(grads, self.process_group)
         if dist.is_available() and dist.is_initialized():
             grads /= dist.get_world_size(self.process_group)

@@ -33,7 +33,10 @@ def _heatmap(
     rows, cols = values.shape
     if (rows, cols) != (len(row_labels), len(col_labels)):
         raise ValueError(f"matrix is {rows}x{cols} but labels are {len(row_labels)}x{len(col_labels)}")
-    fig = Figure(figsize=(1.2 + 0.9 * cols, 1.0 + 0.7 * rows), dpi=100, layout="constrained")
+    row_text = max(len(label) for label in row_labels)  # characters: room for the tick labels
+    col_text = max(len(label) for label in col_labels)
+    size = (2.0 + 0.9 * cols + 0.08 * row_text, 1.0 + 0.7 * rows + 0.05 * col_text)  # inches
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.set_facecolor("0.8")

@@ -3,7 +3,9 @@ checksum guard that the frozen experts never change.
 
 Cadence: every ``monitor_norm_freq`` training iterations and at iteration 0 (0 disables).
 Call :meth:`NormMonitor.parameter_norms` anywhere in the iteration and
-:meth:`NormMonitor.gradient_norms` after ``backward()`` and BEFORE gradient clipping.
+:meth:`NormMonitor.gradient_norms` after ``backward()`` and BEFORE gradient clipping, or on the
+gradients :func:`first_gradients` captured inside a training step that clips (e.g. rsl_rl's
+``PPO.update()``, which runs ``backward()`` and ``clip_grad_norm_`` back to back).
 
 Tags (flat dict, values are Python floats):
 
@@ -18,8 +20,9 @@ A group given as an ``nn.ModuleList`` (e.g. per-task heads) is expanded into ``<
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -32,9 +35,9 @@ class FrozenExpertChangedError(RuntimeError):
 
 
 def _named_tensors(source: ParamSource) -> list[tuple[str, torch.Tensor]]:
-    """(name, parameter) pairs of a module (its parameter names) or of an iterable (``p<i>``)."""
+    """(name, parameter) pairs of a module (its trainable parameters, by name) or of an iterable (``p<i>``)."""
     if isinstance(source, nn.Module):
-        return list(source.named_parameters())
+        return [(name, p) for name, p in source.named_parameters() if p.requires_grad]
     return [(f"p{i}", p) for i, p in enumerate(source)]
 
 
@@ -76,7 +79,8 @@ class NormMonitor:
     """Parameter / gradient norms per group and the frozen-expert guard.
 
     Args:
-        groups: name -> module or parameters of the trained parts (gate, critic, std, heads).
+        groups: name -> module or parameters of the trained parts (gate, critic, std, heads); of a
+            module only the trainable parameters count (a frozen expert inside it is left out).
         frozen: name -> module of each frozen expert; checksummed now, verified by :meth:`check_frozen`.
         monitor_norm_freq: monitor every this many iterations and at iteration 0; 0 disables.
     """
@@ -107,11 +111,22 @@ class NormMonitor:
             out |= _norm_tags(f"norm/{name}", list(module.named_parameters()))
         return out
 
-    def gradient_norms(self) -> dict[str, float]:
-        """``grad/<group>/...`` over parameters that have a gradient; call BEFORE clipping."""
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        """The monitored trainable parameters (each once), e.g. for :func:`first_gradients`."""
+        return list({id(p): p for named in self._groups.values() for _, p in named}.values())
+
+    def gradient_norms(self, grads: Mapping[int, torch.Tensor] | None = None) -> dict[str, float]:
+        """``grad/<group>/...`` over parameters that have a gradient; call BEFORE clipping.
+
+        Args:
+            grads: ``id(parameter) -> gradient`` to use instead of ``parameter.grad`` (from
+                :func:`first_gradients`); parameters missing from it count as without gradient.
+        """
         out: dict[str, float] = {}
         for name, named in self._groups.items():
-            out |= _norm_tags(f"grad/{name}", [(n, p.grad) for n, p in named if p.grad is not None])
+            pairs = [(n, p.grad if grads is None else grads.get(id(p))) for n, p in named]
+            out |= _norm_tags(f"grad/{name}", [(n, g) for n, g in pairs if g is not None])
         return out
 
     def check_frozen(self) -> None:
@@ -126,6 +141,33 @@ class NormMonitor:
                     f"stay frozen: set requires_grad=False on their parameters, keep them out of the "
                     f"optimizer, and keep their observation normalisers in eval mode."
                 )
+
+
+@contextlib.contextmanager
+def first_gradients(params: Iterable[torch.Tensor]) -> Iterator[dict[int, torch.Tensor]]:
+    """Capture each parameter's gradient as the first ``backward()`` inside the block leaves it.
+
+    A post-accumulate-grad hook on every parameter copies ``p.grad`` the first time autograd
+    accumulates into it, i.e. after the first backward pass and before anything the training
+    step does next (gradient clipping, all-reduce, optimizer step). ``torch.autograd.grad`` does
+    not accumulate and so is not seen. Hooks are removed on exit.
+
+    Yields:
+        ``{id(parameter): gradient copy}``, filled during the block (parameters that received no
+        gradient are absent).
+    """
+    captured: dict[int, torch.Tensor] = {}
+
+    def capture(p: torch.Tensor) -> None:
+        if id(p) not in captured:
+            captured[id(p)] = p.grad.detach().clone()
+
+    handles = [p.register_post_accumulate_grad_hook(capture) for p in params if p.requires_grad]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @torch.no_grad()

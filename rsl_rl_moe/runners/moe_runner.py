@@ -17,7 +17,10 @@ Written to TensorBoard at every iteration (``<group>`` only with per-limb gating
   distances between tasks, lifetime counts).
 
 Checkpoints carry the tracker state (``infos["gate_selection"]``); :meth:`MoERunner.load` restores it,
-so resumed runs continue their windows.
+so resumed runs continue their windows. ``gate_logging.enabled: false`` switches the tracker and these tags off.
+
+``train_cfg["diagnostics"]`` adds gradient conflict, norm monitoring and heatmap images around each update
+(:mod:`rsl_rl_moe.runners.training_diagnostics`); ``diagnostics.enabled: false`` leaves ``alg.update`` untouched.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tensordict import TensorDict
 from rsl_rl_moe.diagnostics.selection import ExpertSelectionTracker
 from rsl_rl_moe.modules.actor_critic_moe import MoEActor
 from rsl_rl_moe.runners.runner import Runner
+from rsl_rl_moe.runners.training_diagnostics import DiagnosticsConfig, TrainingDiagnostics
 
 INFOS_KEY = "gate_selection"
 """Key of the tracker state in a checkpoint's ``infos``."""
@@ -41,11 +45,14 @@ class MoERunner(Runner):
         env, train_cfg, log_dir, device, env_description: as for :class:`Runner`.
             ``train_cfg["gate_logging"]`` (optional) holds
 
+            - ``enabled``: record and log the gate weights (default True);
             - ``task_obs_group``: observation group with each env's task index (default ``"task_id"``);
             - ``task_names``: names of the task indices (default: ``env_description["task_names"]``);
             - ``windows``: sliding windows of the selection statistics, in env steps per task
               (``num_steps_per_env`` is always added);
             - ``near_one_hot_threshold``: a gate counts as near one-hot above this max weight.
+
+            ``train_cfg["diagnostics"]`` (optional): keys of :class:`DiagnosticsConfig`.
     """
 
     def __init__(
@@ -72,19 +79,30 @@ class MoERunner(Runner):
             task_names = ["all"]
             self._single_task = torch.zeros(env.num_envs, dtype=torch.long, device=self.device)
         self.iteration_window = int(train_cfg["num_steps_per_env"])
-        self.gate_tracker = ExpertSelectionTracker(
-            num_experts=len(actor.expert_names),
-            task_names=task_names,
-            windows=[self.iteration_window, *cfg.get("windows", [])],
-            group_names=actor.action_group_names or None,
-            expert_names=actor.expert_names,
-            near_one_hot_threshold=cfg.get("near_one_hot_threshold", 0.95),
-            device=self.device,
-        )
-        self._logged_env_steps = {task: 0 for task in task_names}
-        self._act = self.alg.act
-        self.alg.act = self._act_and_record
-        self.logger.scalar_sources.append(self.gate_scalars)
+        self.gate_tracker: ExpertSelectionTracker | None = None
+        if cfg.get("enabled", True):
+            self.gate_tracker = ExpertSelectionTracker(
+                num_experts=len(actor.expert_names),
+                task_names=task_names,
+                windows=[self.iteration_window, *cfg.get("windows", [])],
+                group_names=actor.action_group_names or None,
+                expert_names=actor.expert_names,
+                near_one_hot_threshold=cfg.get("near_one_hot_threshold", 0.95),
+                device=self.device,
+            )
+            self._logged_env_steps = {task: 0 for task in task_names}
+            self._act = self.alg.act
+            self.alg.act = self._act_and_record
+            self.logger.scalar_sources.append(self.gate_scalars)
+        self.diagnostics: TrainingDiagnostics | None = None
+        diagnostics_cfg = DiagnosticsConfig.from_dict(train_cfg.get("diagnostics"))
+        if diagnostics_cfg.enabled:
+            self.diagnostics = TrainingDiagnostics(
+                self.alg, diagnostics_cfg, task_names, self.task_obs_group, self.gate_tracker, self.logger
+            )
+            self._update = self.alg.update
+            self.alg.update = self._update_with_diagnostics
+            self.logger.scalar_sources.append(self.diagnostics.scalars)
 
     def _act_and_record(self, obs: TensorDict) -> torch.Tensor:
         """``alg.act(obs)``, then record the actor's gate weights of this step with the envs' task ids."""
@@ -92,6 +110,16 @@ class MoERunner(Runner):
         task_ids = obs[self.task_obs_group] if self.task_obs_group in obs.keys() else self._single_task
         self.gate_tracker.record(self.alg.get_policy().last_gate_weights, task_ids)
         return actions
+
+    def _update_with_diagnostics(self) -> dict[str, float]:
+        """``alg.update()`` run through :meth:`TrainingDiagnostics.update`."""
+        return self.diagnostics.update(self._update)
+
+    def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
+        """As :class:`Runner`; the diagnostics learn which iteration comes first and take the expert checksums."""
+        if self.diagnostics is not None:
+            self.diagnostics.start(self.current_learning_iteration)
+        super().learn(num_learning_iterations, init_at_random_ep_len)
 
     def gate_scalars(self) -> dict[str, float]:
         """TensorBoard scalars of this iteration (tags in the module docstring)."""
@@ -112,13 +140,15 @@ class MoERunner(Runner):
 
     def save(self, path: str, infos: dict | None = None) -> None:
         """Save as :class:`Runner` does, with the tracker state in ``infos["gate_selection"]``."""
-        super().save(path, {**(infos or {}), INFOS_KEY: self.gate_tracker.state_dict()})
+        if self.gate_tracker is not None:
+            infos = {**(infos or {}), INFOS_KEY: self.gate_tracker.state_dict()}
+        super().save(path, infos)
 
     def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
         """Load as :class:`Runner` does and restore the tracker state when the checkpoint has one."""
         infos = super().load(path, load_cfg, strict, map_location)
         state = (infos or {}).get(INFOS_KEY)
-        if state is not None:
+        if state is not None and self.gate_tracker is not None:
             self.gate_tracker.load_state_dict(state)
             self._logged_env_steps = {task: c["env_steps"] for task, c in self.gate_tracker.lifetime_counts().items()}
         return infos

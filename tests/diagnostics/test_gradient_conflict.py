@@ -123,3 +123,19 @@ def test_input_errors():
         GradientConflictMonitor(TASKS, {"experts": [frozen]})
     with pytest.raises(ValueError, match="task ids span"):
         GradientConflictMonitor(TASKS[:2], {"gate": [theta]}).compute(lambda m: per_row[m].mean(), task_ids)
+
+
+def test_parameter_slices_form_groups():
+    """A slice ``(param, flat_index)`` is the group of those elements: same statistics as a separate parameter."""
+    _, _, per_row, task_ids = linear_problem()
+    x = torch.tensor([[1, 0]] * 4 + [[0, 2]] * 2 + [[-1, 0]] * 2, dtype=torch.float64)
+    joint = torch.nn.Parameter(torch.tensor([[0.3, 9.0], [-0.7, 9.0]], dtype=torch.float64))  # column 0 = theta
+    per_row = x @ joint[:, 0] + per_row.detach()
+    theta_elements = torch.tensor([0, 2])  # joint.reshape(-1)[[0, 2]] = joint[:, 0]
+    monitor = GradientConflictMonitor(TASKS, {"theta": [(joint, theta_elements)], "all": [joint]})
+    report = monitor.compute(lambda mask: per_row[mask].mean(), task_ids)
+    assert_matrix(report["theta"].cosine, [[1, 0, -1], [0, 1, 0], [-1, 0, 1]])
+    assert_matrix(report["theta"].norms, [1, 2, 1])
+    assert_matrix(report["all"].norms, [1, 2, 1])  # the unused column has zero gradient
+    stats = monitor.term_conflicts({"a": joint[0, 0] * 3, "b": joint[1, 0] - joint[0, 1]}, "theta")
+    assert_matrix(stats.norms, [3, 1])  # joint[0, 1] is outside the slice

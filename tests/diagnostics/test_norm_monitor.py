@@ -5,7 +5,7 @@ import torch
 from rsl_rl.modules import EmpiricalNormalization
 from torch import nn
 
-from rsl_rl_moe.diagnostics import FrozenExpertChangedError, NormMonitor, normalizer_stats, tensor_stats
+from rsl_rl_moe.diagnostics import FrozenExpertChangedError, NormMonitor, first_gradients, normalizer_stats, tensor_stats
 
 
 def filled_linear(value):
@@ -92,3 +92,18 @@ def test_tensor_and_normalizer_stats():
         "obs_norm/policy/count": 2.0,
     }
     assert normalizer_stats(nn.Identity(), "obs_norm/policy") == {}
+
+
+def test_first_gradients_are_taken_before_clipping_and_frozen_parameters_are_skipped():
+    model = nn.Sequential(filled_linear(1.0), filled_linear(2.0))
+    model[1].requires_grad_(False)  # a frozen part inside a monitored module
+    monitor = NormMonitor({"model": model})
+    assert len(monitor.parameters) == 2 and "norm/model/1.weight" not in monitor.parameter_norms()
+    with first_gradients(monitor.parameters) as grads:
+        for scale in (1.0, 10.0):  # two steps: only the first backward is kept
+            model.zero_grad()
+            (scale * model(torch.ones(1, 2)).sum()).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm=1e-3)
+    # d/dW0 of sum(W1 (W0 x + b0) + b1) with W1 = 2, x = 1: every entry 2 * 2 = 4 -> |grad W0| = 8
+    assert monitor.gradient_norms(grads)["grad/model/0.weight"] == pytest.approx(8.0)
+    assert monitor.gradient_norms()["grad/model/_total_norm"] == pytest.approx(1e-3)  # .grad: second step, clipped
