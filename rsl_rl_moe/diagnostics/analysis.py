@@ -83,10 +83,12 @@ class RunLogs:
 
     @property
     def steps(self) -> np.ndarray:
-        """(S,) int64 sorted union of the steps of all scalars."""
-        if not self.scalars:
+        """(S,) int64 sorted union of the iterations of all scalars (rsl_rl's ``*/time`` tags, whose step
+        is seconds of training, are left out)."""
+        iteration_tags = [s.steps for tag, s in self.scalars.items() if not tag.endswith("/time")]
+        if not iteration_tags:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate([s.steps for s in self.scalars.values()]))
+        return np.unique(np.concatenate(iteration_tags))
 
 
 def load_run(run_dir: str | os.PathLike) -> RunLogs:

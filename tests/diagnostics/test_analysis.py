@@ -145,11 +145,13 @@ def test_run_without_moe_tags_still_gets_a_summary(tmp_path):
     for it in range(3):
         writer.add_scalar("Loss/surrogate", -0.01 * it, it)
         writer.add_scalar("Train/mean_reward", 2.0 * it, it)
+        writer.add_scalar("Train/mean_reward/time", 2.0 * it, 100 * it)  # rsl_rl: step = seconds of training
     writer.close()
     result = run_script("analyze.py", [str(tmp_path), "--out", str(tmp_path / "elsewhere")], timeout=120)
     assert result.returncode == 0, result.stderr
     summary = (tmp_path / "elsewhere" / "summary.md").read_text()
     assert "Final reward (`Train/mean_reward`, it 2): 4.000" in summary
+    assert "Iterations: 0 to 2 (3 logged)" in summary
     assert "Skipped: no expert-selection tags" in summary
     assert "Skipped: no task-conflict tags" in summary
     assert not list((tmp_path / "elsewhere").glob("*.png"))
