@@ -8,7 +8,7 @@ of the config's env (``combo_go2Piper_loco_reach`` for train_moe_example). Fixed
 experts named by ``runner.alg.actor_critic.{base,arm}_ckpt_path``: a = w_base a_base + w_arm a_arm.
 A learned policy is rebuilt from the ``config.yaml`` of its own run folder, so its model settings
 (per-limb groups, a plain MLP, ...) come with it. Prints return per env-second, per task and
-overall, and the per-task metrics of :func:`legged_gym.utils.rollout.task_metrics`; writes
+the mean over tasks, and the per-task metrics of :func:`legged_gym.utils.rollout.task_metrics`; writes
 ``compare.json`` to the current folder (``compare.out``).
 """
 
@@ -47,7 +47,8 @@ def learned(path: str, env):
 
 
 def evaluate(policy, env, steps: int) -> dict:
-    """Return per env-second by task (task of each step) and overall, plus per-task metrics."""
+    """Return per env-second by task (the task during each step) and their mean over tasks ("all": the
+    tasks weigh equally, so a policy whose falls re-draw tasks does not shift the mix), plus per-task metrics."""
     record = RolloutRecord(dt=env.dt)
     rewards = []
     obs = env.get_observations()
@@ -57,9 +58,9 @@ def evaluate(policy, env, steps: int) -> dict:
         record.add(env, dones, extras["time_outs"])
         rewards.append(reward.numpy().copy())
     arrays, rewards = record.stack(), np.stack(rewards)
-    per_second = {task: float(rewards[arrays["task_ids"] == k].mean() / env.dt)
-                  for k, task in enumerate(env.task_names) if (arrays["task_ids"] == k).any()}
-    return {"return_per_s": {"all": float(rewards.mean() / env.dt), **per_second},
+    per_second = {task: float(rewards[arrays["step_task_ids"] == k].mean() / env.dt)
+                  for k, task in enumerate(env.task_names) if (arrays["step_task_ids"] == k).any()}
+    return {"return_per_s": {"all": float(np.mean(list(per_second.values()))), **per_second},
             "metrics": task_metrics(arrays, env.task_names)}
 
 

@@ -174,6 +174,7 @@ class LeggedRobot(VecEnv):
         self.last_joint_vel = self.joint_vel.clone()
         extras = {"time_outs": self.time_out_buf.clone(), "episode": {}}
         dones = self.reset_buf.clone()
+        self.step_task_ids = self.commands.task_ids.clone()  # the task each env had during this step
         reset_ids = dones.nonzero(as_tuple=False).flatten()
         if len(reset_ids):
             extras["episode"] = self._episode_log(reset_ids)

@@ -14,8 +14,10 @@ class RolloutRecord:
 
     Fields: ``velocity_cmd`` (vx, vy, yaw rate) and ``velocity`` (measured, base frame) [m/s, rad/s];
     ``ee_target`` and ``ee_pos`` [m] base-yaw frame; ``base_xy`` [m] world; ``base_height`` [m];
-    ``foot_contact`` (4 feet, bool); ``foot_speed`` (4 feet, horizontal speed [m/s]); ``task_ids``;
-    ``terminated`` (bool, a fall or other non-time-out reset at that step).
+    ``foot_contact`` (4 feet, bool); ``foot_speed`` (4 feet, horizontal speed [m/s]); ``task_ids``
+    (task of the state shown: a reset env's new task); ``step_task_ids`` (task during the step, to
+    which the step's reward and ``terminated`` belong); ``terminated`` (bool, a fall or other
+    non-time-out reset at that step).
     """
 
     dt: float
@@ -34,6 +36,7 @@ class RolloutRecord:
             "foot_contact": env.foot_contact,
             "foot_speed": env.foot_vel_w[:, :, :2].norm(dim=-1),
             "task_ids": env.commands.task_ids,
+            "step_task_ids": env.step_task_ids,
             "terminated": dones & ~time_outs,
         }
         for key, value in row.items():
@@ -58,7 +61,7 @@ def task_metrics(arrays: dict[str, np.ndarray], task_names: list[str]) -> dict[s
             "yaw_rate_rms": float(np.sqrt((vel_err[..., 2] ** 2)[mask].mean())),
             "ee_error_mean_cm": float(100 * ee_err.mean()),
             "ee_error_median_cm": float(100 * np.median(ee_err)),
-            "falls": int(arrays["terminated"][mask].sum()),
+            "falls": int(arrays["terminated"][arrays["step_task_ids"] == task_id].sum()),
             "env_steps": int(mask.sum()),
         }
     return out

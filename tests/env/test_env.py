@@ -57,7 +57,7 @@ def test_subset_reset_leaves_other_envs_alone():
 
 
 def test_time_out_and_fall_terminations():
-    env = make_env(4, ["env.episode_length_s=0.2"], quiet=True)
+    env = make_env(4, ["env=combo_go2Piper_loco_reach", "env.episode_length_s=0.2"], quiet=True)
     for _ in range(9):
         _, _, dones, extras = env.step(torch.zeros(4, 18))
         assert not dones.any()
@@ -68,8 +68,10 @@ def test_time_out_and_fall_terminations():
     qpos = env.sim.qpos[2:3].clone()
     qpos[0, 3:7] = torch.tensor([0.0, 1.0, 0.0, 0.0])  # upside down
     env.sim.reset(torch.tensor([2]), qpos, torch.zeros(1, env.sim.nv), qpos[:, 7:])
+    task_before = env.commands.task_ids.clone()
     _, _, dones, extras = env.step(torch.zeros(4, 18))
     assert dones[2] and not extras["time_outs"][2]
+    assert torch.equal(env.step_task_ids, task_before)  # the fall belongs to the task of the finished episode
     assert extras["episode"]["terminated"] > 0
 
 
