@@ -36,16 +36,8 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing import event_accumulator
 
 from .heatmaps import cosine_heatmap, save_png, selection_heatmap
+from .selection import SELECTION_SCALAR_FIELDS
 
-SELECTION_FIELDS = (
-    "entropy_of_mean",
-    "entropy_of_mean_normalized",
-    "mean_sample_entropy",
-    "mean_sample_entropy_normalized",
-    "near_one_hot_share",
-    "zero_share",
-)
-"""Per task and window scalar fields of :meth:`ExpertSelectionTracker.scalars`."""
 
 SINGLE_GATE = "gate"
 """Group name reported for a single gate, whose tags carry no group."""
@@ -140,7 +132,7 @@ def _first_seen(names) -> list:
 class SelectionLogs:
     """Expert-selection scalars of one run.
 
-    ``series[(group, task, window, field)]`` where ``field`` is one of :data:`SELECTION_FIELDS`
+    ``series[(group, task, window, field)]`` where ``field`` is one of ``SELECTION_SCALAR_FIELDS``
     or ``mean_weight/<expert>`` / ``frequency/<expert>``.
     """
 
@@ -174,7 +166,7 @@ def parse_selection(scalars: dict[str, Series], prefix: str = "selection") -> Se
     pattern = _family(
         prefix,
         rf"(?:(?P<group>[^/]+)/)?(?P<task>[^/]+)/w(?P<window>\d+)/"
-        rf"(?P<field>{'|'.join(SELECTION_FIELDS)}|(?:mean_weight|frequency)/(?P<expert>[^/]+))",
+        rf"(?P<field>{'|'.join(SELECTION_SCALAR_FIELDS)}|(?:mean_weight|frequency)/(?P<expert>[^/]+))",
     )
     series, experts = {}, []
     for tag, values in scalars.items():

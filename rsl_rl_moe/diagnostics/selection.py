@@ -119,6 +119,17 @@ def expert_action_ground_cost(expert_actions: torch.Tensor) -> torch.Tensor:
     return (a[:, None] - a[None, :]).norm(dim=-1).mean(dim=-1)
 
 
+SELECTION_SCALAR_FIELDS = (
+    "entropy_of_mean",
+    "entropy_of_mean_normalized",
+    "mean_sample_entropy",
+    "mean_sample_entropy_normalized",
+    "near_one_hot_share",
+    "zero_share",
+)
+"""Per task and window scalar fields of :meth:`ExpertSelectionTracker.scalars` (``<p>/<task>/w<W>/<field>``)."""
+
+
 class ExpertSelectionTracker:
     """Per-task, per-window statistics of the gate weights (see the module docstring).
 
@@ -413,14 +424,6 @@ class ExpertSelectionTracker:
         ``<p>/w<W>/{tv, js, wasserstein}/<task_a>__<task_b>``, and
         ``<prefix>/<task>/lifetime_{env_steps, rows}``.
         """
-        scalar_fields = (
-            "entropy_of_mean",
-            "entropy_of_mean_normalized",
-            "mean_sample_entropy",
-            "mean_sample_entropy_normalized",
-            "near_one_hot_share",
-            "zero_share",
-        )
         out: dict[str, float] = {}
         for task, counts in self.lifetime_counts().items():
             out[f"{prefix}/{task}/lifetime_env_steps"] = float(counts["env_steps"])
@@ -433,7 +436,7 @@ class ExpertSelectionTracker:
                     if fields["total_selections"] == 0:
                         continue
                     tag = f"{base}/{task}/w{window}"
-                    out.update({f"{tag}/{name}": fields[name] for name in scalar_fields})
+                    out.update({f"{tag}/{name}": fields[name] for name in SELECTION_SCALAR_FIELDS})
                     for expert, mean_w, freq in zip(self.expert_names, fields["mean_weights"], fields["frequencies"]):
                         out[f"{tag}/mean_weight/{expert}"] = mean_w
                         out[f"{tag}/frequency/{expert}"] = freq
