@@ -48,9 +48,10 @@ def test_arm_expert_reaches_sampled_targets():
     assert m["ee_error_median_cm"] < 3.0 and m["reached_share"] > 0.8
 
 
-def test_base_expert_stands_and_follows_turn_commands():
+def test_base_expert_walks_and_tracks_commands():
     arrays, env = run_expert("base_expert", "combo_go2Piper_locomotion", 6.0,
                              ["env.tasks.locomotion.resampling_time_s=3.0"])
     m = locomotion_metrics(arrays, env.dt, env.reward_cfg["base_height_target"])
-    assert m["falls"] == 0 and m["trunk_height_error_cm"] < 3.0 and m["stance_slip_mps"] < 0.1
-    assert m["yaw_rate_rms_radps"] < 0.6 and m["lin_vel_rms_mps"] < 0.8
+    assert m["falls"] <= 1  # the full evaluation sees 6 falls in 64 envs x 20 s (resources/checkpoints/README.md)
+    assert m["lin_vel_rms_steady_mps"] < 0.2 and m["yaw_rate_rms_steady_radps"] < 0.25
+    assert m["airborne_share_min"] > 0.2 and m["stance_slip_mps"] < 0.15 and m["trunk_height_error_cm"] < 5.0
