@@ -125,28 +125,20 @@ class TaskCommands:
         task = TASK_NAMES[int(self.task_ids[env_id])]
         return task, {"velocity command": self.velocity[env_id], "EE target": self.ee_target_b[env_id]}
 
-    def step(self) -> torch.Tensor:
-        """Advance one policy step, resampling expired commands.
-
-        Returns:
-            (N,) bool: envs whose end-effector target changed at this step.
-        """
+    def step(self) -> None:
+        """Advance one policy step, resampling expired commands."""
         self.steps_since_vel += 1
         self.steps_since_ee += 1
         all_ids = self._all_ids
         vel_due = all_ids[self.steps_since_vel >= self.vel_interval]
         if len(vel_due):
             self.resample_velocity(vel_due)
-        changed = torch.zeros(self.num_envs, dtype=torch.bool)
         if self.sequences is not None:
             arm = all_ids[MOVES_ARM[self.task_ids]]
             self.sequences.advance(arm)
             self._apply_sequence(arm)
-            changed[arm] = True
         else:
             ee_due = all_ids[self.steps_since_ee >= self.ee_interval]
             if len(ee_due):
                 self.resample_ee_target(ee_due)
-                changed[ee_due] = True
-        return changed
 

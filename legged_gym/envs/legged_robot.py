@@ -72,7 +72,6 @@ class LeggedRobot(VecEnv):
         self.last_contacts = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
-        self.sim_failures = 0
         self._gravity_w = torch.tensor([0.0, 0.0, -1.0]).expand(n, 3)
         self._command_scale = torch.tensor([2.0, 2.0, 0.25])  # vx, vy [m/s] and yaw rate [rad/s] to obs units
         self._touch_index = self.robot.sensor_index([f"{leg}_touch" for leg in LEG_NAMES])[:, 0]  # (4,)
@@ -166,7 +165,7 @@ class LeggedRobot(VecEnv):
         self.episode_length_buf += 1
         self._refresh_state()
         self._update_feet_air_time()
-        self.ee_target_changed = self.commands.step()
+        self.commands.step()
         self._check_termination()
         rewards = self._compute_rewards()
 
@@ -224,7 +223,6 @@ class LeggedRobot(VecEnv):
     def _check_termination(self) -> None:
         term = self.cfg["terminations"]
         unstable = self.sim.unstable | ~torch.isfinite(self.sim.qpos).all(dim=1) | ~torch.isfinite(self.sim.qvel).all(dim=1)
-        self.sim_failures += int(unstable.sum())
         tilted = self.projected_gravity[:, 2] > -math.cos(term["max_tilt_rad"])
         low = self.base_height < term["min_base_height"]
         self.time_out_buf = self.episode_length_buf >= self.max_episode_length
