@@ -232,13 +232,21 @@ class LeggedRobot(VecEnv):
         self.unstable_buf = unstable
 
     def _compute_rewards(self) -> torch.Tensor:
+        """Sum of the weighted terms; with ``only_positive_rewards`` the sum is clipped at zero before
+        the ``termination`` term is added (as legged_gym does), so a fall penalty survives the clip."""
         total = torch.zeros(self.num_envs)
         for name, (fn, scale) in self.reward_functions.items():
-            value = fn(self) * scale
-            total += value
-            self.episode_sums[name] += value
+            if name != "termination":
+                value = fn(self) * scale
+                total += value
+                self.episode_sums[name] += value
         if self.reward_cfg["only_positive_rewards"]:
             total = total.clamp(min=0.0)
+        if "termination" in self.reward_functions:
+            fn, scale = self.reward_functions["termination"]
+            value = fn(self) * scale
+            total += value
+            self.episode_sums["termination"] += value
         total = torch.where(self.unstable_buf, torch.zeros_like(total), torch.nan_to_num(total))
         self.episode_metrics["return"] += total
         self.episode_metrics["lin_vel_error"] += (self.commands.velocity[:, :2] - self.base_lin_vel_b[:, :2]).norm(dim=1)

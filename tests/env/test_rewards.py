@@ -130,3 +130,15 @@ def test_yaw_only_rotation_keeps_ee_frame(env):
     before = env.ee_pos_b.clone()
     set_state(env, quat=quat_from_yaw(torch.tensor([1.0]))[0].tolist())
     assert torch.allclose(env.ee_pos_b[0], before[0], atol=1e-4)
+
+
+def test_termination_penalty_survives_positive_clipping():
+    """Only-positive clipping applies to the other terms; a fall penalty is added after it (legged_gym)."""
+    env = make_env(2, ["env.rewards.scales.termination=-100.0"], quiet=True)
+    set_state(env)
+    env.reset_buf[:] = torch.tensor([True, False])
+    env.time_out_buf[:] = False
+    env.unstable_buf = torch.zeros(2, dtype=torch.bool)
+    reward = env._compute_rewards()
+    assert reward[0] < 0 < reward[1] + 1e-9
+    assert reward[1] - reward[0] >= 100.0 * env.dt - 1e-5
