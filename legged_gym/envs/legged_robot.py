@@ -70,6 +70,7 @@ class LeggedRobot(VecEnv):
         self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
         self.feet_air_time = torch.zeros(n, len(LEG_NAMES))
         self.last_contacts = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
+        self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the current velocity command began
         self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
         self._gravity_w = torch.tensor([0.0, 0.0, -1.0]).expand(n, 3)
@@ -166,6 +167,7 @@ class LeggedRobot(VecEnv):
         self._refresh_state()
         self._update_feet_air_time()
         self.commands.step()
+        self._update_stand_anchor()
         self._check_termination()
         rewards = self._compute_rewards()
 
@@ -219,6 +221,11 @@ class LeggedRobot(VecEnv):
         self.touchdown_air_time = self.feet_air_time * self.first_contact
         self.feet_air_time *= ~contact_filt
         self.last_contacts = self.foot_contact
+
+    def _update_stand_anchor(self) -> None:
+        """Envs whose velocity command was just resampled remember where the base stands now."""
+        fresh = (self.commands.steps_since_vel == 0)[:, None]
+        self.stand_anchor_xy = torch.where(fresh, self.base_pos[:, :2], self.stand_anchor_xy)
 
     def _check_termination(self) -> None:
         term = self.cfg["terminations"]
@@ -297,6 +304,7 @@ class LeggedRobot(VecEnv):
         self.last_joint_vel[env_ids] = 0.0
         self.feet_air_time[env_ids] = 0.0
         self.last_contacts[env_ids] = False
+        self.stand_anchor_xy[env_ids] = qpos[:, 0:2]
         for buf in (*self.episode_sums.values(), *self.episode_metrics.values()):
             buf[env_ids] = 0.0
         self.commands.reset(env_ids)

@@ -5,7 +5,7 @@ computed) and by the policy period ``dt``, as legged_gym does. Penalties return 
 get negative scales. Every term reads state the env refreshed after the physics step:
 ``base_lin_vel_b``, ``base_ang_vel_b``, ``projected_gravity``, ``base_height``, ``joint_pos``,
 ``joint_vel``, ``actions``, ``last_actions``, ``foot_contact``, ``foot_vel_w``, ``first_contact``,
-``touchdown_air_time``,
+``touchdown_air_time``, ``stand_anchor_xy``,
 ``ee_pos_b`` and the commands.
 """
 
@@ -95,6 +95,13 @@ def stand_still(env) -> torch.Tensor:
     """Leg joint deviation from the default pose [rad] while no base motion is commanded."""
     deviation = (env.joint_pos[:, :12] - env.default_joint_pos[:12]).abs().sum(dim=1)
     return deviation * (env.commands.velocity.norm(dim=1) < 0.1)
+
+
+def base_drift(env) -> torch.Tensor:
+    """Squared horizontal distance [m^2] of the base from where it stood when its current all-zero velocity
+    command began (``stand_anchor_xy``): slow drift, which velocity tracking barely sees, while told to stand."""
+    drift = (env.base_pos[:, :2] - env.stand_anchor_xy).square().sum(dim=1)
+    return drift * (env.commands.velocity.norm(dim=1) < 0.1)
 
 
 def arm_joint_deviation(env) -> torch.Tensor:

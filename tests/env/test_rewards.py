@@ -142,3 +142,26 @@ def test_termination_penalty_survives_positive_clipping():
     reward = env._compute_rewards()
     assert reward[0] < 0 < reward[1] + 1e-9
     assert reward[1] - reward[0] >= 100.0 * env.dt - 1e-5
+
+
+def test_base_drift_counts_distance_from_the_stand_anchor_only_without_command(env):
+    set_state(env)
+    env.commands.velocity[:] = 0.0
+    env.stand_anchor_xy = torch.tensor([[0.03, -0.04], [0.0, 0.0]])
+    drift = terms.base_drift(env)
+    assert drift[0] == pytest.approx(0.05**2, rel=1e-3) and drift[1] == pytest.approx(0.0, abs=1e-8)
+    env.commands.velocity[0] = torch.tensor([0.5, 0.0, 0.0])
+    assert terms.base_drift(env)[0] == 0
+
+
+def test_stand_anchor_follows_velocity_resampling_and_resets():
+    env = make_env(2, ["env.domain_rand.enabled=false"], quiet=True)
+    for _ in range(5):
+        env.step(torch.zeros(2, env.num_actions))
+    anchor_before = env.stand_anchor_xy.clone()
+    env.commands.steps_since_vel[:] = torch.tensor([env.commands.vel_interval - 1, 0])
+    env.step(torch.zeros(2, env.num_actions))
+    assert torch.allclose(env.stand_anchor_xy[0], env.base_pos[0, :2])  # resampled in this step
+    assert torch.equal(env.stand_anchor_xy[1], anchor_before[1])  # not resampled: anchor kept
+    env.reset_idx(torch.tensor([1]))
+    assert torch.equal(env.stand_anchor_xy[1], torch.zeros(2))
