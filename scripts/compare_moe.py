@@ -1,4 +1,5 @@
-"""Compare policies on the multi-task env: each expert alone, a fixed 50/50 blend, learned gates, PPO from scratch.
+"""Compare policies on the multi-task env: each expert alone, a fixed 50/50 blend, learned gates, PPO from scratch,
+and a privileged task-switch reference (hard routing by the true task id).
 
     python scripts/compare_moe.py --config-name=train_moe_example \
         +compare.runs='{scalar_gate: logs/.../model_150.pt, per_limb_gate: logs/.../model_150.pt, ppo_scratch: logs/.../model_150.pt}'
@@ -38,6 +39,24 @@ def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
     return lambda obs: sum(w * e.actor(obs) for w, e in zip(weights, experts))
 
 
+def task_switch_reference(cfg: DictConfig, env):
+    """Privileged reference, not a baseline: hard routing by the env's task id (obs group ``task_id``).
+    Locomotion -> base expert; reaching -> arm expert; loco_reach -> legs from the base expert, arm from
+    the arm expert. Shows what a gate that recognised the task perfectly would get from these experts."""
+    ac = cfg.runner.alg.actor_critic
+    base, arm = load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
+                             "runner.alg.actor_critic")
+    task_index = {name: k for k, name in enumerate(env.task_names)}
+    legs = torch.arange(env.num_actions) < 12  # action order: 12 leg joints, then the arm
+
+    def policy(obs):
+        task = obs["task_id"].long().squeeze(-1)
+        from_base = torch.where(legs, task[:, None] != task_index["reaching"], task[:, None] == task_index["locomotion"])
+        return torch.where(from_base, base.actor(obs), arm.actor(obs))
+
+    return policy
+
+
 def learned(path: str, env):
     """The inference policy of checkpoint ``path``, built from its run folder's config.yaml."""
     run_cfg = OmegaConf.load(os.path.join(os.path.dirname(os.path.abspath(path)), "config.yaml"))
@@ -71,6 +90,7 @@ def main(cfg: DictConfig) -> None:
         steps = int(round(cfg.evaluate.duration_s / (cfg.env.robot.decimation * cfg.env.robot.timestep)))
         results = {}
         candidates = [(name, lambda env, w=w: fixed_blend(cfg, env, w)) for name, w in FIXED_BLENDS.items()]
+        candidates += [("task_switch_reference", lambda env: task_switch_reference(cfg, env))]
         candidates += [(name, lambda env, p=path: learned(p, env)) for name, path in runs.items()]
         for name, build in candidates:
             seed_everything(cfg.evaluate.seed)
