@@ -8,11 +8,13 @@ from __future__ import annotations
 import copy
 import os
 
+import torch
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 
 from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint, make_infos, save_checkpoint
 from rsl_rl_moe.runners.progress import ProgressLogger
+from rsl_rl_moe.runners.threads import torch_threads
 
 
 class Runner(OnPolicyRunner):
@@ -22,7 +24,8 @@ class Runner(OnPolicyRunner):
       action count) and an env description, so an expert can be rebuilt from its file alone;
     - checkpoints are written atomically (a killed run leaves the last one loadable);
     - :meth:`load` reads with ``weights_only=True`` and checks sizes against the env;
-    - a one-line progress report per iteration (``train_cfg["progress"]``: ``"line"`` or ``"full"``).
+    - a one-line progress report per iteration (``train_cfg["progress"]``: ``"line"`` or ``"full"``);
+    - rollouts with ``train_cfg["rollout_torch_threads"]`` torch threads (None: unchanged), updates with all.
 
     Args:
         env: any rsl_rl VecEnv.
@@ -98,13 +101,26 @@ class Runner(OnPolicyRunner):
                 )
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
-        """As rsl_rl, but a failure mid-run still leaves a checkpoint of the last finished iteration."""
+        """As rsl_rl, but a failure mid-run still leaves a checkpoint of the last finished iteration, and
+        rollouts run with ``train_cfg["rollout_torch_threads"]`` torch threads (the update with all;
+        see :mod:`rsl_rl_moe.runners.threads`)."""
+        update = self.alg.update
+        learner_threads = torch.get_num_threads()
+
+        def update_with_learner_threads(*args, **kwargs):
+            with torch_threads(learner_threads):
+                return update(*args, **kwargs)
+
+        self.alg.update = update_with_learner_threads
         try:
-            super().learn(num_learning_iterations, init_at_random_ep_len)
+            with torch_threads(self.cfg.get("rollout_torch_threads")):
+                super().learn(num_learning_iterations, init_at_random_ep_len)
         except KeyboardInterrupt:
             if self.logger.writer is not None:
                 path = os.path.join(self.logger.log_dir, f"model_{self.current_learning_iteration}.pt")
                 self.save(path)
                 print(f"interrupted: saved {path}")
             raise
+        finally:
+            self.alg.update = update
 

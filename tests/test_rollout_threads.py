@@ -1,0 +1,34 @@
+"""Runner.learn: rollouts with runner.rollout_torch_threads torch threads, the PPO update with all of them."""
+
+import os
+import sys
+
+import torch
+
+from helpers import REPO_ROOT, SMALL, compose_cfg, make_env
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+import common  # noqa: E402  (scripts/common.py: make_runner)
+
+
+def test_rollouts_single_threaded_updates_with_all_threads():
+    cfg = compose_cfg("train", [*SMALL, "runner.rollout_torch_threads=1"])
+    env = make_env(16, [*SMALL])
+    runner = common.make_runner(cfg, env, log_dir=None)
+    seen = {"step": set(), "update": set()}
+    step, update = env.step, runner.alg.update
+
+    def recording_step(actions):
+        seen["step"].add(torch.get_num_threads())
+        return step(actions)
+
+    def recording_update(*args, **kwargs):
+        seen["update"].add(torch.get_num_threads())
+        return update(*args, **kwargs)
+
+    env.step, runner.alg.update = recording_step, recording_update
+    torch.set_num_threads(2)
+    runner.learn(2)
+    assert seen == {"step": {1}, "update": {2}}
+    assert torch.get_num_threads() == 2
+    assert runner.alg.update is recording_update
