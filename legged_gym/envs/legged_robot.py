@@ -80,12 +80,13 @@ class LeggedRobot(VecEnv):
         self._foot_pos_index = self.robot.sensor_index([f"{leg}_pos" for leg in LEG_NAMES])  # (4, 3)
 
         self._randomize_domain()
-        self.reward_functions = {
-            name: (getattr(reward_terms, name), float(scale) * self.dt)
-            for name, scale in cfg["rewards"]["scales"].items()
-            if scale != 0.0 and self._check_reward_name(name)
-        }
-        self.episode_sums = {name: torch.zeros(n) for name in self.reward_functions}
+        scales = {name: float(scale) * self.dt for name, scale in cfg["rewards"]["scales"].items()
+                  if scale != 0.0 and self._check_reward_name(name)}
+        # the termination term, if weighted, comes last: it is added after the only-positive clip
+        self.reward_names = sorted(scales, key=lambda name: name == "termination")
+        self.reward_functions = [getattr(reward_terms, name) for name in self.reward_names]
+        self.reward_scales = torch.tensor([scales[name] for name in self.reward_names])  # (K,) per policy step
+        self.episode_sums = torch.zeros(n, len(self.reward_names))  # (N, K) weighted sums per term
         self.episode_metrics = {k: torch.zeros(n) for k in ("return", "lin_vel_error", "ang_vel_error", "ee_error")}
         self.noise_scale = self._build_noise_scale()
 
@@ -229,7 +230,8 @@ class LeggedRobot(VecEnv):
 
     def _check_termination(self) -> None:
         term = self.cfg["terminations"]
-        unstable = self.sim.unstable | ~torch.isfinite(self.sim.qpos).all(dim=1) | ~torch.isfinite(self.sim.qvel).all(dim=1)
+        # one NaN or inf anywhere in a row makes its sum non-finite (a cheap per-row check)
+        unstable = self.sim.unstable | ~torch.isfinite(self.sim.qpos.sum(dim=1) + self.sim.qvel.sum(dim=1))
         tilted = self.projected_gravity[:, 2] > -math.cos(term["max_tilt_rad"])
         low = self.base_height < term["min_base_height"]
         self.time_out_buf = self.episode_length_buf >= self.max_episode_length
@@ -241,19 +243,15 @@ class LeggedRobot(VecEnv):
     def _compute_rewards(self) -> torch.Tensor:
         """Sum of the weighted terms; with ``only_positive_rewards`` the sum is clipped at zero before
         the ``termination`` term is added (as legged_gym does), so a fall penalty survives the clip."""
-        total = torch.zeros(self.num_envs)
-        for name, (fn, scale) in self.reward_functions.items():
-            if name != "termination":
-                value = fn(self) * scale
-                total += value
-                self.episode_sums[name] += value
+        terms = [fn(self) for fn in self.reward_functions]
+        weighted = (torch.stack(terms, dim=1) if terms else torch.zeros(self.num_envs, 0)) * self.reward_scales  # (N, K)
+        self.episode_sums += weighted
+        has_termination = self.reward_names[-1:] == ["termination"]
+        total = weighted[:, :-1].sum(dim=1) if has_termination else weighted.sum(dim=1)
         if self.reward_cfg["only_positive_rewards"]:
             total = total.clamp(min=0.0)
-        if "termination" in self.reward_functions:
-            fn, scale = self.reward_functions["termination"]
-            value = fn(self) * scale
-            total += value
-            self.episode_sums["termination"] += value
+        if has_termination:
+            total = total + weighted[:, -1]
         total = torch.where(self.unstable_buf, torch.zeros_like(total), torch.nan_to_num(total))
         self.episode_metrics["return"] += total
         self.episode_metrics["lin_vel_error"] += (self.commands.velocity[:, :2] - self.base_lin_vel_b[:, :2]).norm(dim=1)
@@ -268,7 +266,8 @@ class LeggedRobot(VecEnv):
         ``Task/<task>/{lin_vel_error [m/s], ang_vel_error [rad/s], ee_error [m]}`` (episode means)
         and ``Task/<task>/terminated`` (share of episodes that ended before the time-out).
         """
-        log = {f"rew_{k}": v[env_ids].mean() / self.cfg["episode_length_s"] for k, v in self.episode_sums.items()}
+        term_means = (self.episode_sums[env_ids].mean(dim=0) / self.cfg["episode_length_s"]).tolist()
+        log = {f"rew_{name}": value for name, value in zip(self.reward_names, term_means)}
         steps = self.episode_length_buf[env_ids].clamp(min=1).float()
         tasks = self.commands.task_ids[env_ids]
         for task_id, task in enumerate(self.task_names):
@@ -305,7 +304,7 @@ class LeggedRobot(VecEnv):
         self.feet_air_time[env_ids] = 0.0
         self.last_contacts[env_ids] = False
         self.stand_anchor_xy[env_ids] = qpos[:, 0:2]
-        for buf in (*self.episode_sums.values(), *self.episode_metrics.values()):
+        for buf in (self.episode_sums, *self.episode_metrics.values()):
             buf[env_ids] = 0.0
         self.commands.reset(env_ids)
 
