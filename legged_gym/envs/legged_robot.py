@@ -24,6 +24,7 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from legged_gym.envs import rewards as reward_terms
+from legged_gym.envs.rewards import STAND_COMMAND_THRESHOLD
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
 from legged_gym.sim import make_backend
@@ -70,7 +71,7 @@ class LeggedRobot(VecEnv):
         self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
         self.feet_air_time = torch.zeros(n, len(LEG_NAMES))
         self.last_contacts = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
-        self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the current velocity command began
+        self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the base was last told to stand
         self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
         self._gravity_w = torch.tensor([0.0, 0.0, -1.0]).expand(n, 3)
@@ -224,9 +225,10 @@ class LeggedRobot(VecEnv):
         self.last_contacts = self.foot_contact
 
     def _update_stand_anchor(self) -> None:
-        """Envs whose velocity command was just resampled remember where the base stands now."""
-        fresh = (self.commands.steps_since_vel == 0)[:, None]
-        self.stand_anchor_xy = torch.where(fresh, self.base_pos[:, :2], self.stand_anchor_xy)
+        """While base motion is commanded the anchor follows the base, so once the command drops to zero it
+        marks where the base was told to stand; a zero command resampled to zero keeps it (set at reset)."""
+        moving = (self.commands.velocity.norm(dim=1) >= STAND_COMMAND_THRESHOLD)[:, None]
+        self.stand_anchor_xy = torch.where(moving, self.base_pos[:, :2], self.stand_anchor_xy)
 
     def _check_termination(self) -> None:
         term = self.cfg["terminations"]

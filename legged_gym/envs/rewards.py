@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import torch
 
+STAND_COMMAND_THRESHOLD = 0.1
+"""Velocity commands with a smaller norm (m/s and rad/s together) count as "stand still"."""
+
 
 def tracking_lin_vel(env) -> torch.Tensor:
     """exp(-|v_xy - v_cmd|^2 / sigma): base linear velocity tracking, base frame."""
@@ -94,14 +97,14 @@ def feet_slip(env) -> torch.Tensor:
 def stand_still(env) -> torch.Tensor:
     """Leg joint deviation from the default pose [rad] while no base motion is commanded."""
     deviation = (env.joint_pos[:, :12] - env.default_joint_pos[:12]).abs().sum(dim=1)
-    return deviation * (env.commands.velocity.norm(dim=1) < 0.1)
+    return deviation * (env.commands.velocity.norm(dim=1) < STAND_COMMAND_THRESHOLD)
 
 
 def base_drift(env) -> torch.Tensor:
-    """Squared horizontal distance [m^2] of the base from where it stood when its current all-zero velocity
-    command began (``stand_anchor_xy``): slow drift, which velocity tracking barely sees, while told to stand."""
+    """Squared horizontal distance [m^2] of the base from where it was last told to stand (``stand_anchor_xy``,
+    kept by the env): slow drift, which velocity tracking barely sees, while no base motion is commanded."""
     drift = (env.base_pos[:, :2] - env.stand_anchor_xy).square().sum(dim=1)
-    return drift * (env.commands.velocity.norm(dim=1) < 0.1)
+    return drift * (env.commands.velocity.norm(dim=1) < STAND_COMMAND_THRESHOLD)
 
 
 def arm_joint_deviation(env) -> torch.Tensor:

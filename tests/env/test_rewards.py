@@ -154,14 +154,18 @@ def test_base_drift_counts_distance_from_the_stand_anchor_only_without_command(e
     assert terms.base_drift(env)[0] == 0
 
 
-def test_stand_anchor_follows_velocity_resampling_and_resets():
+def test_stand_anchor_follows_the_base_while_moving_and_stays_while_standing():
     env = make_env(2, ["env.domain_rand.enabled=false"], quiet=True)
-    for _ in range(5):
-        env.step(torch.zeros(2, env.num_actions))
+    env.commands.velocity[:] = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
     anchor_before = env.stand_anchor_xy.clone()
-    env.commands.steps_since_vel[:] = torch.tensor([env.commands.vel_interval - 1, 0])
+    for _ in range(5):
+        env.commands.steps_since_vel[:] = 0  # no resampling during the test
+        env.step(torch.zeros(2, env.num_actions))
+    assert torch.allclose(env.stand_anchor_xy[0], env.base_pos[0, :2])  # moving: follows the base
+    assert torch.equal(env.stand_anchor_xy[1], anchor_before[1])  # standing: kept
+    env.commands.velocity[0] = 0.0
+    held = env.base_pos[0, :2].clone()
     env.step(torch.zeros(2, env.num_actions))
-    assert torch.allclose(env.stand_anchor_xy[0], env.base_pos[0, :2])  # resampled in this step
-    assert torch.equal(env.stand_anchor_xy[1], anchor_before[1])  # not resampled: anchor kept
+    assert torch.allclose(env.stand_anchor_xy[0], held)  # told to stand: anchored where it was
     env.reset_idx(torch.tensor([1]))
     assert torch.equal(env.stand_anchor_xy[1], torch.zeros(2))
