@@ -1,6 +1,7 @@
 """Training curves of a run folder as PNG: mean reward and a tracking metric against env steps and wall time.
 
     python scripts/plot_training.py logs/<exp>/<run> --metric Task/locomotion/lin_vel_error --out curves.png
+    python scripts/plot_training.py <stage1_run> <stage2_run> ... --out curves.png   # resumed stages, chained
 """
 
 from __future__ import annotations
@@ -25,31 +26,57 @@ def read_scalar(events: EventAccumulator, tag: str) -> tuple[np.ndarray, np.ndar
     return np.array([s.step for s in scalars]), wall - wall[0], np.array([s.value for s in scalars])
 
 
+def read_stages(run_dirs: list[str], tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """``tag`` over the stages of one training (each later run resumed from a checkpoint of the previous):
+    (iterations, wall-clock seconds since the start of the first stage, values, wall time at each stage start).
+    A stage's events from the iteration its successor resumed at onwards are dropped (the successor redid them)."""
+    stages = [read_scalar(load_events(d), tag) for d in run_dirs]
+    iterations, wall, values, starts, offset = [], [], [], [], 0.0
+    for k, (it, w, v) in enumerate(stages):
+        keep = it < stages[k + 1][0][0] if k + 1 < len(stages) else np.ones(len(it), dtype=bool)
+        starts.append(offset)
+        iterations.append(it[keep])
+        wall.append(w[keep] + offset)
+        values.append(v[keep])
+        offset = wall[-1][-1] if keep.any() else offset
+    return np.concatenate(iterations), np.concatenate(wall), np.concatenate(values), starts
+
+
+def load_events(run_dir: str) -> EventAccumulator:
+    files = glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
+    if not files:
+        raise SystemExit(f"error: no TensorBoard event file in {run_dir}")
+    events = EventAccumulator(files[0], size_guidance={"scalars": 0})
+    events.Reload()
+    return events
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dirs", nargs="+", help="run folder(s); several: stages of one training, in order "
+                        "(each resumed from a checkpoint of the previous)")
     parser.add_argument("--metric", action="append", default=[], help="TensorBoard tag(s) to plot besides the reward")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    files = glob.glob(os.path.join(args.run_dir, "events.out.tfevents.*"))
-    if not files:
-        raise SystemExit(f"error: no TensorBoard event file in {args.run_dir}")
-    events = EventAccumulator(files[0], size_guidance={"scalars": 0})
-    events.Reload()
-    cfg = OmegaConf.load(os.path.join(args.run_dir, "config.yaml"))
+    cfg = OmegaConf.load(os.path.join(args.run_dirs[0], "config.yaml"))
     steps_per_iteration = cfg.env.num_envs * cfg.runner.num_steps_per_env
     tags = ["Train/mean_reward", *args.metric]
     fig, axes = plt.subplots(len(tags), 2, figsize=(10, 2.8 * len(tags)), squeeze=False)
     for row, tag in enumerate(tags):
-        iterations, wall, values = read_scalar(events, tag)
-        axes[row, 0].plot((iterations + 1) * steps_per_iteration / 1e6, values)
+        iterations, wall, values, starts = read_stages(args.run_dirs, tag)
+        env_steps = (iterations + 1) * steps_per_iteration / 1e6
+        axes[row, 0].plot(env_steps, values)
         axes[row, 1].plot(wall / 60.0, values)
+        for start in starts[1:]:  # stage boundaries
+            axes[row, 1].axvline(start / 60.0, color="grey", lw=0.8, ls="--")
+            axes[row, 0].axvline(env_steps[np.searchsorted(wall, start, side="right")], color="grey", lw=0.8, ls="--")
         axes[row, 0].set_ylabel(tag)
         for ax in axes[row]:
             ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("env steps [millions]")
     axes[-1, 1].set_xlabel("wall-clock time [min]")
-    fig.suptitle(f"{cfg.env.name}: {os.path.basename(os.path.normpath(args.run_dir))}")
+    names = " -> ".join(os.path.basename(os.path.normpath(d)) for d in args.run_dirs)
+    fig.suptitle(f"{cfg.env.name}: {names}" + (" (dashed: stage boundaries)" if len(args.run_dirs) > 1 else ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
