@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import textwrap
 
 import matplotlib
 
@@ -76,7 +77,8 @@ def main() -> None:
     axes[-1, 0].set_xlabel("env steps [millions]")
     axes[-1, 1].set_xlabel("wall-clock time [min]")
     names = " -> ".join(os.path.basename(os.path.normpath(d)) for d in args.run_dirs)
-    fig.suptitle(f"{cfg.env.name}: {names}" + (" (dashed: stage boundaries)" if len(args.run_dirs) > 1 else ""), fontsize=9)
+    title = f"{cfg.env.name}: {names}" + (" (dashed: stage boundaries)" if len(args.run_dirs) > 1 else "")
+    fig.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
