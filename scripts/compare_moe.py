@@ -29,6 +29,8 @@ from legged_gym.utils.rollout import RolloutRecord, task_metrics
 from rsl_rl_moe.modules.experts import load_experts
 
 FIXED_BLENDS = {"base_expert_alone": (1.0, 0.0), "arm_expert_alone": (0.0, 1.0), "fixed_50_50": (0.5, 0.5)}
+BLEND_SWEEP = {"fixed_75_25": (0.75, 0.25), "fixed_25_75": (0.25, 0.75)}
+"""With ``+compare.sweep=true``: more fixed (w_base, w_arm) blends, to see the return between the two experts."""
 
 
 def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
@@ -89,7 +91,8 @@ def main(cfg: DictConfig) -> None:
         runs = dict(cfg.get("compare", {}).get("runs", {}))
         steps = int(round(cfg.evaluate.duration_s / (cfg.env.robot.decimation * cfg.env.robot.timestep)))
         results = {}
-        candidates = [(name, lambda env, w=w: fixed_blend(cfg, env, w)) for name, w in FIXED_BLENDS.items()]
+        blends = {**FIXED_BLENDS, **(BLEND_SWEEP if cfg.get("compare", {}).get("sweep", False) else {})}
+        candidates = [(name, lambda env, w=w: fixed_blend(cfg, env, w)) for name, w in blends.items()]
         candidates += [("task_switch_reference", lambda env: task_switch_reference(cfg, env))]
         candidates += [(name, lambda env, p=path: learned(p, env)) for name, path in runs.items()]
         for name, build in candidates:
