@@ -172,6 +172,7 @@ class ObsMoE(nn.Module):
         routing: str = "softmax",
         temperature: float = 1.0,
         schedule: dict | None = None,
+        output_init_gain: float = 0.01,
     ) -> None:
         """Args:
         obs_dim: width of the gate's input vector.
@@ -184,6 +185,8 @@ class ObsMoE(nn.Module):
         temperature: initial logit temperature T > 0.
         schedule: optional keys of :class:`RoutingSchedule` besides ``routing`` and ``temperature``:
             ``warmup_iterations``, ``warmup_routing``, ``anneal_iterations``, ``final_temperature``.
+        output_init_gain: gain of the orthogonal init of the output layer. The default 0.01 starts every
+            state close to a uniform blend; larger values start with state-dependent, more decisive routing.
         """
         super().__init__()
         if num_experts < 2:
@@ -198,9 +201,8 @@ class ObsMoE(nn.Module):
         self.obs_normalizer = EmpiricalNormalization(obs_dim) if obs_normalization else nn.Identity()
         output_dim = num_experts if num_groups is None else [num_groups, num_experts]
         self.mlp = MLP(obs_dim, output_dim, hidden_dims, activation)
-        # Small last layer: the gate starts close to a uniform blend, without dead gradients.
         last = [m for m in self.mlp if isinstance(m, nn.Linear)][-1]
-        nn.init.orthogonal_(last.weight, gain=0.01)
+        nn.init.orthogonal_(last.weight, gain=output_init_gain)
         nn.init.zeros_(last.bias)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_load_state_dict_post_hook(_refresh_after_load)

@@ -60,3 +60,12 @@ def test_schedule_iteration_restored_from_state_dict():
     fresh = ObsMoE(6, **cfg)
     fresh.load_state_dict(gate.state_dict())
     assert fresh.routing_state == gate.routing_state
+
+
+def test_output_init_gain_sets_how_decisive_the_initial_routing_is():
+    torch.manual_seed(0)
+    obs = torch.randn(512, 20)
+    near_uniform, _ = ObsMoE(20, num_experts=2)(obs)
+    decisive, _ = ObsMoE(20, num_experts=2, output_init_gain=3.0)(obs)
+    assert (near_uniform - 0.5).abs().max() < 0.05
+    assert (decisive - 0.5).abs().mean() > 0.15
