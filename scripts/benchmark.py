@@ -6,8 +6,9 @@
 
 Prints:
 - raw ``mujoco.batch`` policy steps/s of the same model replaying the env's controls,
-- ``env.step`` env-steps/s and its ratio to the raw rate (target >= 0.90 on 2 cores), with torch on
-  ``runner.rollout_torch_threads`` threads as in training rollouts, and on torch's default count,
+- ``env.step`` env-steps/s and its ratio to the raw rate (target >= 0.90 on 2 cores), under
+  ``torch.inference_mode()`` with torch on ``runner.rollout_torch_threads`` threads, as in training
+  rollouts, and on torch's default count,
 - full training-iteration throughput (collect + learn) with the default train config
   (target >= 12,000 env-steps/s on 2 cores) and the process's peak RSS (target < 4 GB at N=1024);
 - ``moe-diagnostics`` (not run by default): train_moe_example iterations with the diagnostics at their
@@ -212,8 +213,8 @@ def moe_diagnostics_overhead(args) -> None:
 
 
 def stepping_rates(args) -> None:
-    """env.step against raw stepping, with torch on ``runner.rollout_torch_threads`` threads (as during training
-    rollouts) and on torch's default thread count (as in a plain user loop)."""
+    """env.step against raw stepping, under ``torch.inference_mode()`` as rsl_rl's rollout loop runs it, with torch
+    on ``runner.rollout_torch_threads`` threads (as during training rollouts) and on torch's default thread count."""
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
     default_threads = torch.get_num_threads()
     print(f"{'N':>6} {'torch threads':>13} {'raw batch steps/s':>18} {'env.step steps/s':>17} {'ratio':>6}")
@@ -221,7 +222,7 @@ def stepping_rates(args) -> None:
         cfg = compose_cfg([f"env.num_envs={n}", *args.overrides])
         for threads in dict.fromkeys([cfg.runner.rollout_torch_threads or default_threads, default_threads]):
             env = make_env(env_config(cfg))
-            with torch_threads(threads):
+            with torch_threads(threads), torch.inference_mode():  # as in rsl_rl's rollout loop
                 stepped, raw = env_and_raw_rates(env, args.steps)
             print(f"{n:>6} {threads:>13} {raw:>18,.0f} {stepped:>17,.0f} {stepped / raw:>6.2f}")
             del env
