@@ -24,7 +24,6 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from legged_gym.envs import rewards as reward_terms
-from legged_gym.envs.rewards import STAND_COMMAND_THRESHOLD
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
 from legged_gym.sim import make_backend
@@ -227,7 +226,7 @@ class LeggedRobot(VecEnv):
     def _update_stand_anchor(self) -> None:
         """While base motion is commanded the anchor follows the base, so once the command drops to zero it
         marks where the base was told to stand; a zero command resampled to zero keeps it (set at reset)."""
-        moving = (self.commands.velocity.norm(dim=1) >= STAND_COMMAND_THRESHOLD)[:, None]
+        moving = (self.commands.velocity.norm(dim=1) >= reward_terms.STAND_COMMAND_THRESHOLD)[:, None]
         self.stand_anchor_xy = torch.where(moving, self.base_pos[:, :2], self.stand_anchor_xy)
 
     def _check_termination(self) -> None:
