@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
 from rsl_rl_moe.runners import Runner  # noqa: E402
+from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 USER_ERRORS = (CheckpointError, SequenceFileError, FileNotFoundError, ValueError)
 
@@ -81,6 +82,12 @@ def make_runner(cfg: DictConfig, env, log_dir: str | None) -> Runner:
     check_device(cfg.device)
     runner_class = resolve_callable(cfg.runner.class_name)
     return runner_class(env, make_train_cfg(cfg), log_dir=log_dir, device=cfg.device, env_description=env.description)
+
+
+def rollout_threads(cfg: DictConfig):
+    """Context for evaluation rollouts: torch on ``runner.rollout_torch_threads`` threads, as in training
+    rollouts, so torch's idle workers leave the cores to the simulator (:mod:`rsl_rl_moe.runners.threads`)."""
+    return torch_threads(cfg.runner.get("rollout_torch_threads"))
 
 
 @contextmanager

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors
+from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
 from legged_gym.utils.rollout import RolloutRecord, task_metrics
 from rsl_rl_moe.modules.experts import load_experts
 
@@ -100,7 +100,8 @@ def main(cfg: DictConfig) -> None:
             env_cfg = quiet_env_config(cfg, cfg.evaluate.num_envs)
             env_cfg["seed"] = int(cfg.evaluate.seed)
             env = make_env(env_cfg)
-            results[name] = evaluate(build(env), env, steps)
+            with rollout_threads(cfg):
+                results[name] = evaluate(build(env), env, steps)
             r = results[name]["return_per_s"]
             print(f"{name:<20} return/s all {r['all']:6.3f} | " + " | ".join(f"{k} {v:6.3f}" for k, v in r.items() if k != "all"),
                   flush=True)

@@ -19,7 +19,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors
+from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
 from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
 from legged_gym.utils.rollout import RolloutRecord
 from rsl_rl_moe.checkpoint import CheckpointError
@@ -35,10 +35,11 @@ def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
     policy = runner.get_inference_policy()
     record = RolloutRecord(dt=env.dt)
     obs = env.get_observations()
-    for _ in range(int(round(cfg.evaluate.duration_s / env.dt))):
-        with torch.inference_mode():
-            obs, _, dones, extras = env.step(policy(obs))
-        record.add(env, dones, extras["time_outs"])
+    with rollout_threads(cfg):
+        for _ in range(int(round(cfg.evaluate.duration_s / env.dt))):
+            with torch.inference_mode():
+                obs, _, dones, extras = env.step(policy(obs))
+            record.add(env, dones, extras["time_outs"])
     return record.stack(), env
 
 

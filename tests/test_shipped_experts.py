@@ -5,12 +5,14 @@ Thresholds are loose on purpose (8 envs, a few seconds); the full figures are in
 resources/checkpoints/README.md (scripts/evaluate.py).
 """
 
+import json
 import os
+import shutil
 
 import pytest
 import torch
 
-from helpers import REPO_ROOT, make_env
+from helpers import REPO_ROOT, make_env, run_script
 from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
 from legged_gym.utils.rollout import RolloutRecord
 from rsl_rl_moe.checkpoint import is_self_describing, load_checkpoint
@@ -55,3 +57,14 @@ def test_base_expert_walks_and_tracks_commands():
     assert m["falls"] <= 1  # the full evaluation sees 6 falls in 64 envs x 20 s (resources/checkpoints/README.md)
     assert m["lin_vel_rms_steady_mps"] < 0.2 and m["yaw_rate_rms_steady_radps"] < 0.25
     assert m["airborne_share_min"] > 0.2 and m["stance_slip_mps"] < 0.15 and m["trunk_height_error_cm"] < 5.0
+
+
+def test_evaluate_script_runs_on_a_shipped_expert_file(tmp_path):
+    """Shipped files carry no optimizer state: evaluate.py (and play.py, via the same Runner.load) must load them."""
+    path = os.path.join(tmp_path, "base_expert.pt")
+    shutil.copy(os.path.join(CHECKPOINTS, "base_expert.pt"), path)
+    result = run_script("evaluate.py", ["--config-name=train", "env=combo_go2Piper_locomotion", f"ckpt_path={path}",
+                                        "evaluate.num_envs=2", "evaluate.duration_s=0.5"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.load(open(os.path.join(tmp_path, "eval", "combo_go2Piper_locomotion.json")))["results"]["locomotion"]
+    assert metrics["falls"] == 0

@@ -63,7 +63,9 @@ class Runner(OnPolicyRunner):
         self.logger.save_model(path, self.current_learning_iteration)
 
     def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
-        """Resume from ``path``; the checkpoint must come from a model of the same sizes.
+        """Resume from ``path``; the checkpoint must come from a model of the same sizes. A checkpoint without
+        optimizer state (e.g. a shipped expert, see ``scripts/ship_expert.py``) loads its models and iteration
+        only, unless ``load_cfg`` says otherwise; training then continues with a fresh optimizer.
 
         Raises:
             CheckpointError: missing/corrupt file, or a checkpoint whose sizes differ from this env / config.
@@ -77,6 +79,8 @@ class Runner(OnPolicyRunner):
             )
         if is_self_describing(payload):
             self._check_compatible(path, payload["infos"]["model"])
+        if load_cfg is None and "optimizer_state_dict" not in payload:
+            load_cfg = {"actor": True, "critic": True, "iteration": True}
         try:
             load_iteration = self.alg.load(payload, load_cfg, strict)
         except RuntimeError as exc:
