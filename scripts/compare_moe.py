@@ -33,11 +33,16 @@ BLEND_SWEEP = {"fixed_75_25": (0.75, 0.25), "fixed_25_75": (0.25, 0.75)}
 """With ``+compare.sweep=true``: more fixed (w_base, w_arm) blends, to see the return between the two experts."""
 
 
+def configured_experts(cfg: DictConfig, env) -> list:
+    """The base and arm experts named by ``runner.alg.actor_critic.{base,arm}_ckpt_path``, in that order."""
+    ac = cfg.runner.alg.actor_critic
+    return load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
+                        "runner.alg.actor_critic")
+
+
 def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
     """Policy obs -> sum_i w_i * (expert i's action mean), with the configured base and arm experts."""
-    ac = cfg.runner.alg.actor_critic
-    experts = load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
-                           "runner.alg.actor_critic")
+    experts = configured_experts(cfg, env)
     return lambda obs: sum(w * e.actor(obs) for w, e in zip(weights, experts))
 
 
@@ -45,9 +50,7 @@ def task_switch_reference(cfg: DictConfig, env):
     """Privileged reference, not a baseline: hard routing by the env's task id (obs group ``task_id``).
     Locomotion -> base expert; reaching -> arm expert; loco_reach -> legs from the base expert, arm from
     the arm expert. Shows what a gate that recognised the task perfectly would get from these experts."""
-    ac = cfg.runner.alg.actor_critic
-    base, arm = load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
-                             "runner.alg.actor_critic")
+    base, arm = configured_experts(cfg, env)
     task_index = {name: k for k, name in enumerate(env.task_names)}
     legs = torch.arange(env.num_actions) < 12  # action order: 12 leg joints, then the arm
 
