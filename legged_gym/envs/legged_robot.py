@@ -70,7 +70,8 @@ class LeggedRobot(VecEnv):
         self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
         self.feet_air_time = torch.zeros(n, len(LEG_NAMES))
         self.last_contacts = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
-        self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the base was last told to stand
+        self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the base was last told to stand (kept
+        # up to date only while the base_drift term is weighted)
         self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
         self._gravity_w = torch.tensor([0.0, 0.0, -1.0]).expand(n, 3)
@@ -168,7 +169,8 @@ class LeggedRobot(VecEnv):
         self._refresh_state()
         self._update_feet_air_time()
         self.commands.step()
-        self._update_stand_anchor()
+        if "base_drift" in self.reward_names:  # the anchor's only reader
+            self._update_stand_anchor()
         self._check_termination()
         rewards = self._compute_rewards()
 
