@@ -16,7 +16,9 @@ Actor data flow (N envs, E experts, A actions, G action groups)::
     obs --each expert's own groups--> expert_i --> mean a_i (N, A)
     blend: mixture            a = sum_i w_i a_i
            product_of_experts a = sum_i (w_i / s_i^2) a_i / sum_i (w_i / s_i^2)   (s_i: expert i's action std)
-    Gaussian(a, std) with a trainable std (rsl_rl GaussianDistribution) --> sampled action
+    exploration: gaussian      Gaussian(a, std), trainable std (rsl_rl GaussianDistribution) --> sampled action
+                 expert_choice per action group pick expert i with probability w_i, Gaussian around a_i
+                               (rsl_rl_moe.modules.expert_choice); the deterministic output is the blend a
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ from rsl_rl.modules import MLP
 from rsl_rl.utils import resolve_class, unpad_trajectories
 from tensordict import TensorDict
 
+from rsl_rl_moe.modules.expert_choice import ExpertChoiceDistribution
 from rsl_rl_moe.modules.experts import Expert, load_experts
 from rsl_rl_moe.modules.obs_moe import ObsMoE
 
 BLENDS = ("mixture", "product_of_experts")
 """Ways the actor combines expert action means."""
+
+EXPLORATIONS = ("gaussian", "expert_choice")
+"""How the actor samples actions in training: around the blend, or by choosing an expert."""
 
 DEFAULT_OVERRIDE_PREFIX = "runner.alg.actor_critic"
 """Config path named in error messages, e.g. ``runner.alg.actor_critic.base_ckpt_path=...``."""
@@ -89,6 +95,13 @@ def _resolve_action_groups(action_groups: dict[str, list[int]] | None, num_actio
             f"action indices {missing} belong to no action group: {dict(action_groups)} must cover all {num_actions} actions"
         )
     return list(action_groups), action_to_group
+
+
+def _mean_expert_std(expert_stds: list[torch.Tensor | None], num_actions: int) -> torch.Tensor:
+    """``(A,)`` the mean of the experts' action stds; 1.0 if an expert has none."""
+    if any(s is None for s in expert_stds):
+        return torch.ones(num_actions)
+    return torch.stack(expert_stds).mean(dim=0)
 
 
 class ExpertMixture(nn.Module):
@@ -213,6 +226,8 @@ class MoEActor(ExpertMixture):
         blend: str = "mixture",
         action_groups: dict[str, list[int]] | None = None,
         obs_moe: dict | None = None,
+        exploration: str = "expert_choice",
+        expert_choice_hold_steps: float = 50.0,
         distribution_cfg: dict | None = None,
         legacy_architectures: dict[str, dict] | None = None,
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
@@ -227,7 +242,12 @@ class MoEActor(ExpertMixture):
             ``{"legs": [0, ..., 11], "arm": [12, ..., 17]}``; None: one weight vector for all actions.
         obs_moe: gate config, keys of :class:`ObsMoE` (``hidden_dims``, ``activation``, ``obs_normalization``,
             ``routing``, ``temperature``, ``schedule``); the gate reads this model's observation set.
-        distribution_cfg: the output distribution; default: rsl_rl ``GaussianDistribution`` with a scalar,
+        exploration: ``"expert_choice"`` (default): per action group, sample one expert with probability
+            w_i and a Gaussian around its action (a mixture of Gaussians, :class:`ExpertChoiceDistribution`;
+            needs ``blend="mixture"``); ``"gaussian"``: sample a Gaussian around the blend (the only choice
+            for ``blend="product_of_experts"``).
+        expert_choice_hold_steps: with ``expert_choice``, mean number of policy steps a choice is kept.
+        distribution_cfg: with ``exploration="gaussian"``, the output distribution; default: rsl_rl ``GaussianDistribution`` with a scalar,
             per-action std initialised to the mean of the experts' stds (1.0 if an expert has none).
             Must take its parameters from outside the network (GaussianDistribution).
         legacy_architectures: ``{expert name: {"activation": ..., ...}}`` for rsl_rl 1.x expert files.
@@ -235,6 +255,13 @@ class MoEActor(ExpertMixture):
         """
         if blend not in BLENDS:
             raise ValueError(f"unknown blend {blend!r}: choose one of {list(BLENDS)}")
+        if exploration not in EXPLORATIONS:
+            raise ValueError(f"unknown exploration {exploration!r}: choose one of {list(EXPLORATIONS)}")
+        if exploration == "expert_choice" and (blend != "mixture" or distribution_cfg is not None):
+            raise ValueError(
+                "exploration='expert_choice' samples the mixture sum_i w_i N(a_i, std): it needs blend='mixture' "
+                "and no distribution_cfg"
+            )
         experts = load_experts(
             obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix
         )
@@ -257,7 +284,13 @@ class MoEActor(ExpertMixture):
             self.register_buffer("expert_precision", torch.stack([s.pow(-2) for s in stds.values()], dim=-1))
         else:
             self.expert_precision: torch.Tensor | None = None
-        self.distribution = self._make_distribution(distribution_cfg, output_dim, list(stds.values()))
+        if exploration == "expert_choice":
+            self.distribution = ExpertChoiceDistribution(
+                self.action_to_group, _mean_expert_std(list(stds.values()), output_dim), expert_choice_hold_steps
+            )
+        else:
+            self.distribution = self._make_distribution(distribution_cfg, output_dim, list(stds.values()))
+        self.exploration = exploration
         self.last_expert_actions: torch.Tensor | None = None
 
     @staticmethod
@@ -272,9 +305,9 @@ class MoEActor(ExpertMixture):
                 f"{type(distribution).__name__} takes its parameters from the network output; the MoE actor "
                 f"outputs only the blended mean: use GaussianDistribution"
             )
-        if default and all(s is not None for s in expert_stds):
+        if default:
             with torch.no_grad():
-                distribution.std_param.copy_(torch.stack(expert_stds).mean(dim=0))
+                distribution.std_param.copy_(_mean_expert_std(expert_stds, num_actions))
         return distribution
 
     def _expert_means(self, obs: TensorDict) -> torch.Tensor:
@@ -296,7 +329,10 @@ class MoEActor(ExpertMixture):
         self.last_expert_actions = means.detach()
         mean = blend_actions(per_action_weights(weights, self.action_to_group), means, self.expert_precision)
         if stochastic_output:
-            self.distribution.update(mean)
+            if self.exploration == "expert_choice":
+                self.distribution.update(weights if weights.dim() == 3 else weights.unsqueeze(1), means, mean)
+            else:
+                self.distribution.update(mean)
             return self.distribution.sample()
         return self.distribution.deterministic_output(mean)
 

@@ -57,7 +57,7 @@ def test_action_groups_must_partition_actions(obs, expert_files):
 
 
 def test_product_of_experts_is_precision_weighted(obs, expert_files):
-    actor = make_actor(obs, expert_files, blend="product_of_experts")
+    actor = make_actor(obs, expert_files, blend="product_of_experts", exploration="gaussian")
     sharpen(actor)
     mean = actor(obs)
     w = actor.last_gate_weights
@@ -66,8 +66,9 @@ def test_product_of_experts_is_precision_weighted(obs, expert_files):
     torch.testing.assert_close(mean, (p_b * mu_b + p_a * mu_a) / (p_b + p_a))
 
 
-def test_frozen_experts_get_no_gradient_and_stay_in_eval(obs, expert_files):
-    actor = make_actor(obs, expert_files)
+@pytest.mark.parametrize("exploration", ["gaussian", "expert_choice"])
+def test_frozen_experts_get_no_gradient_and_stay_in_eval(obs, expert_files, exploration):
+    actor = make_actor(obs, expert_files, exploration=exploration)
     actor.train()
     assert actor.training and actor.gate.training
     assert all(not m.training for m in actor.experts.modules())
@@ -85,8 +86,9 @@ def test_unfrozen_experts_are_trainable(obs, expert_files):
     assert actor.experts["base"].training and actor.experts["base"].mlp[0].weight.grad is not None
 
 
-def test_default_std_starts_at_mean_expert_std(obs, expert_files):
-    actor = make_actor(obs, expert_files)
+@pytest.mark.parametrize("exploration", ["gaussian", "expert_choice"])
+def test_default_std_starts_at_mean_expert_std(obs, expert_files, exploration):
+    actor = make_actor(obs, expert_files, exploration=exploration)
     stds = [e.distribution.std_param for e in actor.experts.values()]
     torch.testing.assert_close(actor.distribution.std_param.detach(), (stds[0] + stds[1]) / 2)
 
@@ -123,7 +125,7 @@ def test_moe_critic_starts_from_gated_expert_values(obs, expert_files):
 EXPORT_CASES = {
     "mixture-softmax": {},
     "limbs-sparsemax": {"action_groups": LEGS_ARM, "obs_moe": {"routing": "sparsemax", "obs_normalization": True}},
-    "poe-entmax15": {"blend": "product_of_experts", "obs_moe": {"routing": "entmax15", "temperature": 0.5}},
+    "poe-entmax15": {"blend": "product_of_experts", "exploration": "gaussian", "obs_moe": {"routing": "entmax15", "temperature": 0.5}},
 }
 
 
