@@ -106,12 +106,12 @@ def main(cfg: DictConfig) -> None:
             with rollout_threads(cfg):
                 results[name] = evaluate(build(env), env, steps)
             r = results[name]["return_per_s"]
-            print(f"{name:<24} return/s all {r['all']:6.3f} | " + " | ".join(f"{k} {v:6.3f}" for k, v in r.items() if k != "all"),
+            print(f"{name:<25} return/s all {r['all']:6.3f} | " + " | ".join(f"{k} {v:6.3f}" for k, v in r.items() if k != "all"),
                   flush=True)
-        print(f"\n{'policy':<24}{'task':<12}{'lin vel RMS':>12}{'yaw RMS':>9}{'EE median':>11}{'falls':>6}")
+        print(f"\n{'policy':<25}{'task':<12}{'lin vel RMS':>12}{'yaw RMS':>9}{'EE median':>11}{'falls':>6}")
         for name, result in results.items():
             for task, m in result["metrics"].items():
-                print(f"{name:<24}{task:<12}{m['lin_vel_rms']:>10.3f}  {m['yaw_rate_rms']:>7.3f}  "
+                print(f"{name:<25}{task:<12}{m['lin_vel_rms']:>10.3f}  {m['yaw_rate_rms']:>7.3f}  "
                       f"{m['ee_error_median_cm']:>7.1f}cm{m['falls']:>6}")
         out = cfg.get("compare", {}).get("out", "compare.json")
         with open(out, "w") as f:
