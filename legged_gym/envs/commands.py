@@ -12,6 +12,7 @@ whatever its task, so all experts read one observation layout:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from legged_gym.utils.sequence_sampler import TargetSequenceSampler
@@ -61,9 +62,10 @@ class TaskCommands:
         self.task_ids = torch.zeros(num_envs, dtype=torch.long)
         self.velocity = torch.zeros(num_envs, 3)
         self.ee_target_b = ee_home_b.repeat(num_envs, 1)
-        self.steps_since_vel = torch.zeros(num_envs, dtype=torch.long)
-        self.steps_since_ee = torch.zeros(num_envs, dtype=torch.long)
-        self._all_ids = torch.arange(num_envs)
+        # policy steps since the last velocity / EE-target resample: (N,) views of the columns of one (N, 2) counter
+        self._steps_since = torch.zeros(num_envs, 2, dtype=torch.long)
+        self.steps_since_vel, self.steps_since_ee = self._steps_since.unbind(dim=1)
+        self._resample_intervals = np.array([self.vel_interval, self.ee_interval])
 
     def _uniform(self, n: int, low, high) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, *torch.as_tensor(low).shape, generator=self.generator)
@@ -127,18 +129,18 @@ class TaskCommands:
 
     def step(self) -> None:
         """Advance one policy step, resampling expired commands."""
-        self.steps_since_vel += 1
-        self.steps_since_ee += 1
-        all_ids = self._all_ids
-        vel_due = all_ids[self.steps_since_vel >= self.vel_interval]
-        if len(vel_due):
-            self.resample_velocity(vel_due)
+        steps_since = self._steps_since.numpy()  # counted in numpy, cheaper per op on arrays this small
+        steps_since += 1
+        due = steps_since >= self._resample_intervals  # (N, 2): velocity, EE target
+        if due.any():  # on a few steps only: resampling is seconds apart
+            vel_due = np.flatnonzero(due[:, 0])
+            if vel_due.size:
+                self.resample_velocity(torch.from_numpy(vel_due))
+            ee_due = np.flatnonzero(due[:, 1])
+            if ee_due.size and self.sequences is None:
+                self.resample_ee_target(torch.from_numpy(ee_due))
         if self.sequences is not None:
-            arm = all_ids[MOVES_ARM[self.task_ids]]
+            arm = MOVES_ARM[self.task_ids].nonzero().flatten()
             self.sequences.advance(arm)
             self._apply_sequence(arm)
-        else:
-            ee_due = all_ids[self.steps_since_ee >= self.ee_interval]
-            if len(ee_due):
-                self.resample_ee_target(ee_due)
 

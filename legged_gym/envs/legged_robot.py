@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
@@ -27,10 +28,20 @@ from legged_gym.envs import rewards as reward_terms
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
 from legged_gym.sim import make_backend
-from legged_gym.utils.math import quat_from_yaw, quat_rotate_inverse, world_to_yaw_frame, yaw_from_quat
+from legged_gym.utils.math import quat_from_yaw, rotate_inverse, rotation_matrices, world_to_yaw_frame
 
 POLICY_OBS_DIM = 69
 CRITIC_OBS_DIM = 16
+EPISODE_METRICS = ("return", "lin_vel_error", "ang_vel_error", "ee_error")
+DERIVED_STATE = {  # name: shape per env; float32, see LeggedRobot._refresh_state
+    "base_lin_vel_b": (3,),
+    "projected_gravity": (3,),
+    "ee_pos_b": (3,),
+    "joint_pos_rel": (NUM_ACTIONS,),
+    "lin_vel_error": (2,),
+    "yaw_rate_error": (),
+    "ee_error": (3,),
+}
 
 
 class LeggedRobot(VecEnv):
@@ -58,14 +69,18 @@ class LeggedRobot(VecEnv):
         n = self.num_envs
         self.default_joint_pos = self.robot.default_joint_pos
         self.action_scale = torch.tensor(cfg["robot"]["action_scale"], dtype=torch.float32)
+        self._joint_low, self._joint_high = self.robot.joint_range.unbind(dim=1)  # (18,) each [rad]
         limits_mid = self.robot.joint_range.mean(dim=1)
         limits_half = 0.5 * (self.robot.joint_range[:, 1] - self.robot.joint_range[:, 0])
         soft = float(cfg["rewards"]["soft_joint_limit"])
-        self.soft_joint_range = torch.stack([limits_mid - soft * limits_half, limits_mid + soft * limits_half], dim=1)
+        self.soft_joint_low = limits_mid - soft * limits_half  # (18,) [rad] the joint_pos_limits term's range
+        self.soft_joint_high = limits_mid + soft * limits_half
         self.episode_length_buf = torch.zeros(n, dtype=torch.long)
         self.reset_buf = torch.zeros(n, dtype=torch.bool)
         self.time_out_buf = torch.zeros(n, dtype=torch.bool)
         self.actions = torch.zeros(n, NUM_ACTIONS)
+        self.joint_pos_target = self.default_joint_pos.repeat(n, 1)  # (N, 18) [rad] PD target of the last step,
+        # default + action_scale * action, before the joint limits
         self.last_actions = torch.zeros(n, NUM_ACTIONS)
         self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
         self.feet_air_time = torch.zeros(n, len(LEG_NAMES))
@@ -74,11 +89,7 @@ class LeggedRobot(VecEnv):
         # up to date only while the base_drift term is weighted)
         self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
-        self._gravity_w = torch.tensor([0.0, 0.0, -1.0]).expand(n, 3)
-        self._command_scale = torch.tensor([2.0, 2.0, 0.25])  # vx, vy [m/s] and yaw rate [rad/s] to obs units
-        self._touch_index = self.robot.sensor_index([f"{leg}_touch" for leg in LEG_NAMES])[:, 0]  # (4,)
-        self._foot_vel_index = self.robot.sensor_index([f"{leg}_vel" for leg in LEG_NAMES])  # (4, 3)
-        self._foot_pos_index = self.robot.sensor_index([f"{leg}_pos" for leg in LEG_NAMES])  # (4, 3)
+        self._bind_state_views()
 
         self._randomize_domain()
         scales = {name: float(scale) * self.dt for name, scale in cfg["rewards"]["scales"].items()
@@ -87,8 +98,12 @@ class LeggedRobot(VecEnv):
         self.reward_names = sorted(scales, key=lambda name: name == "termination")
         self.reward_functions = [getattr(reward_terms, name) for name in self.reward_names]
         self.reward_scales = torch.tensor([scales[name] for name in self.reward_names])  # (K,) per policy step
-        self.episode_sums = torch.zeros(n, len(self.reward_names))  # (N, K) weighted sums per term
-        self.episode_metrics = {k: torch.zeros(n) for k in ("return", "lin_vel_error", "ang_vel_error", "ee_error")}
+        self._termination_weighted = self.reward_names[-1:] == ["termination"]
+        # Episode sums, one row per term or metric (rows stack and add faster than columns)
+        self.episode_sums = torch.zeros(len(self.reward_names), n)  # (K, N) weighted sums per term
+        self.episode_metric_sums = torch.zeros(len(EPISODE_METRICS), n)  # (4, N) per-step sums, EPISODE_METRICS order
+        self.episode_metrics = dict(zip(EPISODE_METRICS, self.episode_metric_sums))  # (N,) views of its rows
+        self._policy_obs_scale = self._build_policy_obs_scale()
         self.noise_scale = self._build_noise_scale()
 
         self.reset_idx(torch.arange(n))
@@ -134,6 +149,21 @@ class LeggedRobot(VecEnv):
         self.kd = self.robot.kd * self.gain_scale[:, None]
         self.sim.set_actuator_gains(all_ids, self.kp, self.kd)
         self.torque_limits = torch.tensor(self.cfg["robot"]["torque_limits"], dtype=torch.float32)
+        self._domain_params = torch.stack([self.friction, self.added_mass, self.gain_scale], dim=1)  # (N, 3) critic obs
+
+    def _build_policy_obs_scale(self) -> torch.Tensor:
+        """(69,) scale: policy observation = raw * scale, where raw concatenates base angular velocity,
+        projected gravity, velocity command, EE target, EE position, joint positions relative to the default
+        pose, joint velocities and last actions."""
+        return torch.cat([
+            torch.full((3,), 0.25),
+            torch.ones(3),
+            torch.tensor([2.0, 2.0, 0.25]),  # vx, vy [m/s] and yaw rate [rad/s] to obs units
+            torch.ones(6),
+            torch.ones(NUM_ACTIONS),
+            torch.full((NUM_ACTIONS,), 0.05),
+            torch.ones(NUM_ACTIONS),
+        ])
 
     def _build_noise_scale(self) -> torch.Tensor:
         """(69,) half-width of the uniform noise added to each policy observation (0 for commands)."""
@@ -160,15 +190,14 @@ class LeggedRobot(VecEnv):
         if actions.shape != (self.num_envs, NUM_ACTIONS):
             raise ValueError(f"actions have shape {tuple(actions.shape)}, expected ({self.num_envs}, {NUM_ACTIONS})")
         clip = self.cfg["robot"]["clip_actions"]
-        self.actions = torch.nan_to_num(actions.detach().to(self.device).float()).clamp(-clip, clip)
-        targets = self.default_joint_pos + self.action_scale * self.actions
-        targets = torch.max(torch.min(targets, self.robot.joint_range[:, 1]), self.robot.joint_range[:, 0])
-        self.sim.step(targets, self.decimation)
+        self.actions = torch.nan_to_num(actions.detach().to(self.device, torch.float32)).clamp(-clip, clip)
+        self.joint_pos_target = torch.addcmul(self.default_joint_pos, self.action_scale, self.actions)
+        self.sim.step(self.joint_pos_target.clamp(self._joint_low, self._joint_high), self.decimation)
 
         self.episode_length_buf += 1
+        self.commands.step()
         self._refresh_state()
         self._update_feet_air_time()
-        self.commands.step()
         if "base_drift" in self.reward_names:  # the anchor's only reader
             self._update_stand_anchor()
         self._check_termination()
@@ -189,32 +218,69 @@ class LeggedRobot(VecEnv):
         return self.obs, rewards, dones, extras
 
     # ------------------------------------------------------------------ state
-    def _refresh_state(self) -> None:
-        """Derive base, joint, foot and end-effector quantities from the simulator state."""
+    def _bind_state_views(self) -> None:
+        """Name the state once: the raw state as views of the simulator's state tensors (which it refreshes in
+        place), and the derived state (:data:`DERIVED_STATE`, ``foot_contact``) as torch views of the numpy arrays
+        that :meth:`_refresh_state` writes.
+
+        Raw: ``base_pos`` (N, 3) [m] world, ``base_quat`` (N, 4) wxyz, ``base_height`` (N,) [m], ``joint_pos``
+        (N, 18) [rad], ``base_ang_vel_b`` (N, 3) [rad/s] base frame, ``joint_vel`` (N, 18) [rad/s], ``foot_vel_w``
+        (N, 4, 3) [m/s] world; private: the trunk touch force [N].
+        """
         qpos, qvel, sensors = self.sim.qpos, self.sim.qvel, self.sim.sensordata
+        sensor, legs = self.robot.sensor, len(LEG_NAMES)
         self.base_pos = qpos[:, 0:3]
         self.base_quat = qpos[:, 3:7]
-        self.base_lin_vel_b = quat_rotate_inverse(self.base_quat, qvel[:, 0:3])
-        self.base_ang_vel_b = qvel[:, 3:6]
-        self.projected_gravity = quat_rotate_inverse(self.base_quat, self._gravity_w)
-        self.base_height = self.base_pos[:, 2]
+        self.base_height = qpos[:, 2]
         self.joint_pos = qpos[:, 7:]
+        self.base_ang_vel_b = qvel[:, 3:6]
         self.joint_vel = qvel[:, 6:]
-        self.base_yaw = yaw_from_quat(self.base_quat)
-        ee_pos_w = sensors[:, self.robot.sensor["ee_pos"]]
-        self.ee_pos_b = world_to_yaw_frame(self.base_yaw, ee_pos_w - self.base_pos)
-        self.foot_contact = sensors[:, self._touch_index] > self.cfg["robot"]["contact_force_threshold"]
-        self.foot_vel_w = sensors[:, self._foot_vel_index]
-        self.foot_pos_w = sensors[:, self._foot_pos_index]
-        self.trunk_contact = sensors[:, self.robot.sensor["trunk_touch"]].squeeze(-1) > 1.0
-        self.estimated_torques = torch.max(
-            torch.min(
-                self.kp * (self.default_joint_pos + self.action_scale * self.actions - self.joint_pos)
-                - self.kd * self.joint_vel,
-                self.torque_limits,
-            ),
-            -self.torque_limits,
-        )
+        foot_vel = sensors[:, self.robot.sensor_block([f"{leg}_vel" for leg in LEG_NAMES])]
+        self.foot_vel_w = foot_vel.unflatten(1, (legs, 3))
+        self._trunk_touch = sensors[:, sensor["trunk_touch"].start]  # (N,)
+        # numpy views of the same memory, the inputs of _refresh_state
+        self._qpos_np, self._qvel_np = qpos.numpy(), qvel.numpy()
+        self._ee_pos_w_np = sensors[:, sensor["ee_pos"]].numpy()
+        self._foot_touch_np = sensors[:, self.robot.sensor_block([f"{leg}_touch" for leg in LEG_NAMES])].numpy()
+        self._default_joint_pos_np = self.default_joint_pos.numpy()
+        self._rotation_np = np.zeros((self.num_envs, 3, 3), dtype=np.float32)
+        # the derived state, written in place
+        self._derived_np = {name: np.zeros((self.num_envs, *shape), dtype=np.float32)
+                            for name, shape in DERIVED_STATE.items()}
+        for name, array in self._derived_np.items():
+            setattr(self, name, torch.from_numpy(array))
+        self._foot_contact_np = np.zeros((self.num_envs, legs), dtype=bool)
+        self.foot_contact = torch.from_numpy(self._foot_contact_np)
+
+    def _refresh_state(self) -> None:
+        """Derive from the simulator state and the commands, in place: ``base_lin_vel_b`` (N, 3) [m/s] base frame,
+        ``projected_gravity`` (N, 3), ``ee_pos_b`` (N, 3) [m] base-yaw frame from the base origin, ``foot_contact``
+        (N, 4) bool, ``joint_pos_rel`` (N, 18) [rad] joint positions relative to the default pose, and the tracking
+        errors, command minus state: ``lin_vel_error`` (N, 2) [m/s] base frame, ``yaw_rate_error`` (N,) [rad/s],
+        ``ee_error`` (N, 3) [m] base-yaw frame.
+
+        In numpy, on views of the same memory (see :meth:`_bind_state_views`): these are some forty tiny
+        elementwise ops, which numpy runs several times cheaper than torch.
+        """
+        qpos, qvel, out = self._qpos_np, self._qvel_np, self._derived_np
+        rotation = rotation_matrices(qpos[:, 3:7], out=self._rotation_np)  # (N, 3, 3) base -> world
+        rotate_inverse(rotation, qvel[:, 0:3], out=out["base_lin_vel_b"])
+        np.negative(rotation[:, 2], out=out["projected_gravity"])  # R^T (0, 0, -1) is minus R's last row
+        base_yaw = np.arctan2(rotation[:, 1, 0], rotation[:, 0, 0])  # heading of the base x axis
+        world_to_yaw_frame(base_yaw, self._ee_pos_w_np - qpos[:, 0:3], out=out["ee_pos_b"])
+        np.subtract(qpos[:, 7:], self._default_joint_pos_np, out=out["joint_pos_rel"])
+        np.greater(self._foot_touch_np, self.cfg["robot"]["contact_force_threshold"], out=self._foot_contact_np)
+        velocity, ee_target = self.commands.velocity.numpy(), self.commands.ee_target_b.numpy()
+        np.subtract(velocity[:, :2], out["base_lin_vel_b"][:, :2], out=out["lin_vel_error"])
+        np.subtract(velocity[:, 2], qvel[:, 5], out=out["yaw_rate_error"])  # yaw rate: base frame z
+        np.subtract(ee_target, out["ee_pos_b"], out=out["ee_error"])
+
+    @property
+    def estimated_torques(self) -> torch.Tensor:
+        """(N, 18) [N*m] servo torques of the PD law at the current state and the last step's target, within the
+        torque limits (computed on access: the ``torques`` reward term is the only reader)."""
+        torques = torch.addcmul(self.kp * (self.joint_pos_target - self.joint_pos), self.kd, self.joint_vel, value=-1.0)
+        return torques.clamp(-self.torque_limits, self.torque_limits)
 
     def _update_feet_air_time(self) -> None:
         """Once per policy step: air time per foot, and touchdowns (``first_contact``) with their air time."""
@@ -222,44 +288,42 @@ class LeggedRobot(VecEnv):
         self.first_contact = (self.feet_air_time > 0.0) & contact_filt
         self.feet_air_time += self.dt
         self.touchdown_air_time = self.feet_air_time * self.first_contact
-        self.feet_air_time *= ~contact_filt
-        self.last_contacts = self.foot_contact
+        self.feet_air_time.masked_fill_(contact_filt, 0.0)
+        self.last_contacts = self.foot_contact.clone()  # foot_contact is refreshed in place
 
     def _update_stand_anchor(self) -> None:
         """While base motion is commanded the anchor follows the base, so once the command drops to zero it
         marks where the base was told to stand; a zero command resampled to zero keeps it (set at reset)."""
-        moving = (self.commands.velocity.norm(dim=1) >= reward_terms.STAND_COMMAND_THRESHOLD)[:, None]
+        speed = torch.linalg.vector_norm(self.commands.velocity, dim=1)
+        moving = (speed >= reward_terms.STAND_COMMAND_THRESHOLD)[:, None]
         self.stand_anchor_xy = torch.where(moving, self.base_pos[:, :2], self.stand_anchor_xy)
 
     def _check_termination(self) -> None:
         term = self.cfg["terminations"]
-        # one NaN or inf anywhere in a row makes its sum non-finite (a cheap per-row check)
-        unstable = self.sim.unstable | ~torch.isfinite(self.sim.qpos.sum(dim=1) + self.sim.qvel.sum(dim=1))
+        self.unstable_buf = self.sim.unstable
         tilted = self.projected_gravity[:, 2] > -math.cos(term["max_tilt_rad"])
         low = self.base_height < term["min_base_height"]
         self.time_out_buf = self.episode_length_buf >= self.max_episode_length
-        self.reset_buf = self.time_out_buf | tilted | low | unstable
+        self.reset_buf = self.time_out_buf | tilted | low | self.unstable_buf
         if term["trunk_contact"]:
-            self.reset_buf |= self.trunk_contact
-        self.unstable_buf = unstable
+            self.reset_buf |= self._trunk_touch > 1.0
 
     def _compute_rewards(self) -> torch.Tensor:
         """Sum of the weighted terms; with ``only_positive_rewards`` the sum is clipped at zero before
         the ``termination`` term is added (as legged_gym does), so a fall penalty survives the clip."""
         terms = [fn(self) for fn in self.reward_functions]
-        weighted = (torch.stack(terms, dim=1) if terms else torch.zeros(self.num_envs, 0)) * self.reward_scales  # (N, K)
+        weighted = torch.stack(terms) if terms else torch.zeros(0, self.num_envs)
+        weighted *= self.reward_scales[:, None]  # (K, N)
         self.episode_sums += weighted
-        has_termination = self.reward_names[-1:] == ["termination"]
-        total = weighted[:, :-1].sum(dim=1) if has_termination else weighted.sum(dim=1)
+        total = (weighted[:-1] if self._termination_weighted else weighted).sum(dim=0)
         if self.reward_cfg["only_positive_rewards"]:
             total = total.clamp(min=0.0)
-        if has_termination:
-            total = total + weighted[:, -1]
-        total = torch.where(self.unstable_buf, torch.zeros_like(total), torch.nan_to_num(total))
-        self.episode_metrics["return"] += total
-        self.episode_metrics["lin_vel_error"] += (self.commands.velocity[:, :2] - self.base_lin_vel_b[:, :2]).norm(dim=1)
-        self.episode_metrics["ang_vel_error"] += (self.commands.velocity[:, 2] - self.base_ang_vel_b[:, 2]).abs()
-        self.episode_metrics["ee_error"] += (self.commands.ee_target_b - self.ee_pos_b).norm(dim=1)
+        if self._termination_weighted:
+            total = total + weighted[-1]
+        total = torch.nan_to_num(total).masked_fill_(self.unstable_buf, 0.0)
+        norm = torch.linalg.vector_norm  # not Tensor.norm, whose Python wrapper costs more than the kernel here
+        metrics = [total, norm(self.lin_vel_error, dim=1), self.yaw_rate_error.abs(), norm(self.ee_error, dim=1)]
+        self.episode_metric_sums += torch.stack(metrics)  # EPISODE_METRICS order
         return total
 
     def _episode_log(self, env_ids: torch.Tensor) -> dict:
@@ -269,7 +333,7 @@ class LeggedRobot(VecEnv):
         ``Task/<task>/{lin_vel_error [m/s], ang_vel_error [rad/s], ee_error [m]}`` (episode means)
         and ``Task/<task>/terminated`` (share of episodes that ended before the time-out).
         """
-        term_means = (self.episode_sums[env_ids].mean(dim=0) / self.cfg["episode_length_s"]).tolist()
+        term_means = (self.episode_sums[:, env_ids].mean(dim=1) / self.cfg["episode_length_s"]).tolist()
         log = {f"rew_{name}": value for name, value in zip(self.reward_names, term_means)}
         steps = self.episode_length_buf[env_ids].clamp(min=1).float()
         tasks = self.commands.task_ids[env_ids]
@@ -295,20 +359,21 @@ class LeggedRobot(VecEnv):
         qpos[:, 3:7] = quat_from_yaw((2 * torch.rand(m, generator=self.generator) - 1) * math.pi)
         noise = (2 * torch.rand(m, NUM_ACTIONS, generator=self.generator) - 1) * init["joint_pos_noise"]
         joint_pos = self.default_joint_pos + noise
-        qpos[:, 7:] = torch.max(torch.min(joint_pos, self.robot.joint_range[:, 1]), self.robot.joint_range[:, 0])
+        qpos[:, 7:] = joint_pos.clamp(self._joint_low, self._joint_high)
         qvel = torch.zeros(m, self.sim.nv)
         qvel[:, 0:6] = (2 * torch.rand(m, 6, generator=self.generator) - 1) * init["base_vel_noise"]
         self.sim.reset(env_ids, qpos, qvel, qpos[:, 7:])
 
         self.episode_length_buf[env_ids] = 0
         self.actions[env_ids] = 0.0
+        self.joint_pos_target[env_ids] = self.default_joint_pos
         self.last_actions[env_ids] = 0.0
         self.last_joint_vel[env_ids] = 0.0
         self.feet_air_time[env_ids] = 0.0
         self.last_contacts[env_ids] = False
         self.stand_anchor_xy[env_ids] = qpos[:, 0:2]
-        for buf in (self.episode_sums, *self.episode_metrics.values()):
-            buf[env_ids] = 0.0
+        self.episode_sums[:, env_ids] = 0.0
+        self.episode_metric_sums[:, env_ids] = 0.0
         self.commands.reset(env_ids)
 
     def _push_robots(self) -> None:
@@ -326,37 +391,36 @@ class LeggedRobot(VecEnv):
 
     # ------------------------------------------------------------------ observations
     def _compute_observations(self) -> TensorDict:
-        policy = torch.cat(
-            [
-                self.base_ang_vel_b * 0.25,
-                self.projected_gravity,
-                self.commands.velocity * self._command_scale,
-                self.commands.ee_target_b,
-                self.ee_pos_b,
-                self.joint_pos - self.default_joint_pos,
-                self.joint_vel * 0.05,
-                self.actions,
-            ],
-            dim=-1,
-        )
+        """The observation groups (layout in the module docstring), NaN-free and clipped to [-100, 100]."""
+        commands = self.commands
+        raw = [
+            self.base_ang_vel_b,
+            self.projected_gravity,
+            commands.velocity,
+            commands.ee_target_b,
+            self.ee_pos_b,
+            self.joint_pos_rel,
+            self.joint_vel,
+            self.actions,
+        ]
+        policy = torch.cat(raw, dim=1) * self._policy_obs_scale
         if self.cfg["observations"]["add_noise"]:
-            policy = policy + (2 * torch.rand(policy.shape, generator=self.generator) - 1) * self.noise_scale
+            uniform = torch.empty_like(policy).uniform_(-1.0, 1.0, generator=self.generator)
+            policy.addcmul_(uniform, self.noise_scale)
         critic = torch.cat(
             [
                 self.base_lin_vel_b * 2.0,
                 self.base_height[:, None],
-                self.foot_contact.float(),
-                self.friction[:, None],
-                self.added_mass[:, None],
-                self.gain_scale[:, None],
-                self.commands.ee_target_b - self.ee_pos_b,
-                self.commands.velocity[:, :2] - self.base_lin_vel_b[:, :2],
+                self.foot_contact,
+                self._domain_params,
+                self.ee_error,
+                self.lin_vel_error,
             ],
-            dim=-1,
+            dim=1,
         )
         obs = {
-            "policy": torch.nan_to_num(policy).clamp(-100.0, 100.0),
-            "critic": torch.nan_to_num(critic).clamp(-100.0, 100.0),
-            "task_id": self.commands.task_ids[:, None].float(),
+            "policy": policy.nan_to_num_().clamp_(-100.0, 100.0),
+            "critic": critic.nan_to_num_().clamp_(-100.0, 100.0),
+            "task_id": commands.task_ids[:, None].float(),
         }
         return TensorDict(obs, batch_size=[self.num_envs], device=self.device)

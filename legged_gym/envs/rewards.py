@@ -4,9 +4,14 @@ The env multiplies each term by its scale from ``env.rewards.scales`` (terms wit
 computed) and by the policy period ``dt``, as legged_gym does. Penalties return positive values and
 get negative scales. Every term reads state the env refreshed after the physics step:
 ``base_lin_vel_b``, ``base_ang_vel_b``, ``projected_gravity``, ``base_height``, ``joint_pos``,
-``joint_vel``, ``actions``, ``last_actions``, ``foot_contact``, ``foot_vel_w``, ``first_contact``,
-``touchdown_air_time``, ``stand_anchor_xy``,
-``ee_pos_b`` and the commands.
+``joint_pos_rel``, ``joint_vel``, ``actions``, ``last_actions``, ``foot_contact``, ``foot_vel_w``, ``first_contact``,
+``touchdown_air_time``, ``stand_anchor_xy``, the tracking errors ``lin_vel_error``, ``yaw_rate_error`` and
+``ee_error`` (command minus state, derived with the state: after editing commands by hand, call the env's
+``_refresh_state()``) and the commands.
+
+The terms run every policy step on arrays of a few hundred rows, where the cost is per op, not per element:
+keep them to a few ops, and take norms with ``torch.linalg.vector_norm`` (``Tensor.norm`` adds a Python
+wrapper that costs more than the kernel).
 """
 
 from __future__ import annotations
@@ -19,26 +24,22 @@ STAND_COMMAND_THRESHOLD = 0.1
 
 def tracking_lin_vel(env) -> torch.Tensor:
     """exp(-|v_xy - v_cmd|^2 / sigma): base linear velocity tracking, base frame."""
-    err = (env.commands.velocity[:, :2] - env.base_lin_vel_b[:, :2]).square().sum(dim=1)
-    return torch.exp(-err / env.reward_cfg["tracking_sigma"])
+    return torch.exp(env.lin_vel_error.square().sum(dim=1) / -env.reward_cfg["tracking_sigma"])
 
 
 def tracking_ang_vel(env) -> torch.Tensor:
     """exp(-(w_z - w_cmd)^2 / sigma): yaw-rate tracking."""
-    err = (env.commands.velocity[:, 2] - env.base_ang_vel_b[:, 2]).square()
-    return torch.exp(-err / env.reward_cfg["tracking_sigma"])
+    return torch.exp(env.yaw_rate_error.square() / -env.reward_cfg["tracking_sigma"])
 
 
 def tracking_ee_pos(env) -> torch.Tensor:
     """exp(-|p_ee - p_target|^2 / sigma_ee): end-effector position tracking (coarse)."""
-    err = (env.commands.ee_target_b - env.ee_pos_b).square().sum(dim=1)
-    return torch.exp(-err / env.reward_cfg["ee_sigma"])
+    return torch.exp(env.ee_error.square().sum(dim=1) / -env.reward_cfg["ee_sigma"])
 
 
 def tracking_ee_pos_fine(env) -> torch.Tensor:
     """exp(-|p_ee - p_target|^2 / sigma_fine): end-effector tracking, sharp near the target."""
-    err = (env.commands.ee_target_b - env.ee_pos_b).square().sum(dim=1)
-    return torch.exp(-err / env.reward_cfg["ee_sigma_fine"])
+    return torch.exp(env.ee_error.square().sum(dim=1) / -env.reward_cfg["ee_sigma_fine"])
 
 
 def lin_vel_z(env) -> torch.Tensor:
@@ -78,15 +79,13 @@ def action_rate(env) -> torch.Tensor:
 
 def joint_pos_limits(env) -> torch.Tensor:
     """How far [rad] joints are beyond their soft limits."""
-    below = (env.soft_joint_range[:, 0] - env.joint_pos).clamp(min=0.0)
-    above = (env.joint_pos - env.soft_joint_range[:, 1]).clamp(min=0.0)
-    return (below + above).sum(dim=1)
+    return (env.joint_pos - env.joint_pos.clamp(env.soft_joint_low, env.soft_joint_high)).abs().sum(dim=1)
 
 
 def feet_air_time(env) -> torch.Tensor:
     """Sum over feet of (air time - target) [s] at each touchdown; only while base motion is commanded."""
     reward = ((env.touchdown_air_time - env.reward_cfg["air_time_target"]) * env.first_contact).sum(dim=1)
-    return reward * (env.commands.velocity[:, :2].norm(dim=1) > 0.1)
+    return reward * (torch.linalg.vector_norm(env.commands.velocity[:, :2], dim=1) > 0.1)
 
 
 def feet_slip(env) -> torch.Tensor:
@@ -96,20 +95,20 @@ def feet_slip(env) -> torch.Tensor:
 
 def stand_still(env) -> torch.Tensor:
     """Leg joint deviation from the default pose [rad] while no base motion is commanded."""
-    deviation = (env.joint_pos[:, :12] - env.default_joint_pos[:12]).abs().sum(dim=1)
-    return deviation * (env.commands.velocity.norm(dim=1) < STAND_COMMAND_THRESHOLD)
+    deviation = env.joint_pos_rel[:, :12].abs().sum(dim=1)
+    return deviation * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
 
 
 def base_drift(env) -> torch.Tensor:
     """Squared horizontal distance [m^2] of the base from where it was last told to stand (``stand_anchor_xy``,
     kept by the env): slow drift, which velocity tracking barely sees, while no base motion is commanded."""
     drift = (env.base_pos[:, :2] - env.stand_anchor_xy).square().sum(dim=1)
-    return drift * (env.commands.velocity.norm(dim=1) < STAND_COMMAND_THRESHOLD)
+    return drift * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
 
 
 def arm_joint_deviation(env) -> torch.Tensor:
     """Squared arm joint deviation from home [rad^2]; small weight, regularises redundant arm poses."""
-    return (env.joint_pos[:, 12:] - env.default_joint_pos[12:]).square().sum(dim=1)
+    return env.joint_pos_rel[:, 12:].square().sum(dim=1)
 
 
 def termination(env) -> torch.Tensor:

@@ -49,9 +49,19 @@ class RobotModel:
     sensor: dict[str, slice]
     ee_home_b: torch.Tensor
 
-    def sensor_index(self, names: list[str] | tuple[str, ...]) -> torch.Tensor:
-        """(len(names), d) column indices: ``sensordata[:, index]`` is (N, len(names), d) for sensors of width d."""
-        return torch.tensor([list(range(self.sensor[n].start, self.sensor[n].stop)) for n in names])
+    def sensor_block(self, names: list[str] | tuple[str, ...]) -> slice:
+        """The ``sensordata`` columns of sensors ``names``, which must be adjacent, in this order, and all of one
+        width d: ``sensordata[:, block].unflatten(1, (len(names), d))`` is (N, len(names), d), a view.
+
+        Raises:
+            ValueError: if the sensors are not laid out so.
+        """
+        slices = [self.sensor[n] for n in names]
+        width = slices[0].stop - slices[0].start
+        for before, after in zip(slices, slices[1:]):
+            if after.start != before.stop or after.stop - after.start != width:
+                raise ValueError(f"sensors {list(names)} are not adjacent in this order with one width: {slices}")
+        return slice(slices[0].start, slices[-1].stop)
 
 
 def _check_vector(name: str, values, length: int) -> np.ndarray:

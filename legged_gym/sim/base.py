@@ -16,7 +16,8 @@ import torch
 class SimBackend(ABC):
     """Steps ``num_envs`` copies of one MJCF model.
 
-    State tensors (refreshed by :meth:`step` and :meth:`reset`):
+    State tensors, refreshed in place by :meth:`step` and :meth:`reset` (the same tensors for the backend's
+    lifetime, so views of them stay current):
         qpos: (N, nq) generalised positions (free joint: xyz [m], quat wxyz, then joints [rad]).
         qvel: (N, nv) generalised velocities (free joint: world linear [m/s], body-frame angular [rad/s]).
         sensordata: (N, nsensordata) the model's sensors.
@@ -71,4 +72,5 @@ class SimBackend(ABC):
     @property
     @abstractmethod
     def unstable(self) -> torch.Tensor:
-        """(N,) bool: the simulator flagged an instability (NaN / divergence) in the last step."""
+        """(N,) bool: the simulator flagged an instability (NaN / divergence) in the last step, or the state
+        holds a NaN or inf. A new tensor at each refresh."""

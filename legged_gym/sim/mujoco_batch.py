@@ -15,6 +15,7 @@ class MujocoBatchBackend(SimBackend):
 
     Sensor values are those ``mj_step`` computed at the start of the last physics substep, i.e.
     they lag the returned state by one timestep (5 ms at the default settings); qpos / qvel are current.
+    The state tensors are float32 views of one buffer that :meth:`step` and :meth:`reset` overwrite.
 
     Args:
         model: the compiled MJCF model (actuator gains already set).
@@ -29,22 +30,30 @@ class MujocoBatchBackend(SimBackend):
         self.device = torch.device("cpu")
         self.batch = mujoco.batch.Batch(model, num_envs, nthread=nthread)
         self.batch.reset(keyframe=-1)
-        # Live float64 numpy views of the state rows, and float64 torch views sharing their memory.
+        # Live float64 numpy views of the batch's state rows.
         self._qpos_np = self.batch.bind("qpos")
         self._qvel_np = self.batch.bind("qvel")
-        self._ctrl_np = self.batch.bind("ctrl")
+        self._sensordata_np = self.batch.bind("sensordata")
+        self._ctrl = torch.from_numpy(self.batch.bind("ctrl"))  # float64 view: controls are written through it
+        # Their float32 copy, [qpos | qvel | sensordata] per row, refreshed in place; qpos, qvel and sensordata
+        # are torch views of it.
+        self._state_np = np.zeros((num_envs, self.nq + self.nv + model.nsensordata), dtype=np.float32)
+        state = torch.from_numpy(self._state_np)
+        self._qpos, self._qvel, self._sensordata = state.split([self.nq, self.nv, model.nsensordata], dim=1)
+        self._dynamics_state = state[:, : self.nq + self.nv]
         self._colliding_geoms = np.flatnonzero(model.geom_contype | model.geom_conaffinity)
         self._trunk_body = model.body("base").id
         self._refresh()
 
     def _refresh(self) -> None:
-        self._qpos = torch.from_numpy(self._qpos_np).float()
-        self._qvel = torch.from_numpy(self._qvel_np).float()
-        self._sensordata = torch.from_numpy(self.batch.bind("sensordata").astype(np.float32))
-        self._unstable = torch.from_numpy(np.asarray(self.batch.status) != 0)
+        """Copy the state rows into the float32 buffer (one numpy call) and flag the unstable envs."""
+        np.concatenate((self._qpos_np, self._qvel_np, self._sensordata_np), axis=1, out=self._state_np)
+        # one NaN or inf anywhere in a row makes its sum non-finite (a cheap per-row check)
+        row_sums = self._dynamics_state.sum(dim=1).numpy()
+        self._unstable = torch.from_numpy((np.asarray(self.batch.status) != 0) | ~np.isfinite(row_sums))
 
     def step(self, ctrl: torch.Tensor, nstep: int) -> None:
-        self._ctrl_np[:] = ctrl.detach().cpu().numpy()
+        self._ctrl.copy_(ctrl.detach())
         self.batch.step(nstep=nstep)
         self._refresh()
 
@@ -55,7 +64,7 @@ class MujocoBatchBackend(SimBackend):
         self.batch.reset(ids, stage=int(mujoco.mjtStage.mjSTAGE_NONE))
         self._qpos_np[ids] = qpos.cpu().numpy()
         self._qvel_np[ids] = qvel.cpu().numpy()
-        self._ctrl_np[ids] = ctrl.cpu().numpy()
+        self._ctrl[env_ids] = ctrl.to(self._ctrl)
         self.batch.forward(ids)
         self._refresh()
 

@@ -61,6 +61,7 @@ def test_tracking_ee_pos_peaks_at_the_target(env):
     set_state(env)
     env.commands.ee_target_b[0] = env.ee_pos_b[0]
     env.commands.ee_target_b[1] = env.ee_pos_b[1] + torch.tensor([0.1, 0.0, 0.0])
+    env._refresh_state()  # the tracking errors follow the new targets
     coarse, fine = terms.tracking_ee_pos(env), terms.tracking_ee_pos_fine(env)
     assert coarse[0] == pytest.approx(1.0) and fine[0] == pytest.approx(1.0)
     assert coarse[1] == pytest.approx(math.exp(-0.01 / 0.02), rel=1e-4) and fine[1] < coarse[1]
