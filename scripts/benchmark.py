@@ -5,7 +5,8 @@
     python scripts/benchmark.py --sections moe-diagnostics   # MoE diagnostics overhead (a few minutes)
 
 Prints:
-- raw ``mujoco.batch`` policy steps/s of the same model replaying the env's controls,
+- raw ``mujoco.batch`` policy steps/s of the same model (the env's per-env randomised parameters
+  included) replaying the env's controls from the same states,
 - ``env.step`` env-steps/s and its ratio to the raw rate (target >= 0.90 on 2 cores), under
   ``torch.inference_mode()`` with torch on ``runner.rollout_torch_threads`` threads, as in training
   rollouts, and on torch's default count,
@@ -53,15 +54,29 @@ def compose_cfg(overrides: list[str], config_name: str = "train"):
         return compose(config_name=config_name, overrides=overrides)
 
 
-def env_and_raw_rates(env, steps: int) -> tuple[float, float]:
+def raw_batch_like(env) -> mujoco.batch.Batch:
+    """A fresh ``Batch`` of the env's model with the env's per-env (randomised) model parameters:
+    every field the env's batch holds per simulation (friction, trunk mass and the constants
+    ``set_const`` derived from it, PD gains) is copied, so both step the same physics."""
+    batch = mujoco.batch.Batch(env.robot.model, env.num_envs, nthread=0)
+    batch.reset()
+    for name in mujoco.batch.MODEL_FIELDS:
+        values = env.sim.batch.expanded(name)
+        if values is not None:
+            batch.expand(name)[:] = values
+    return batch
+
+
+def env_and_raw_rates(env, steps: int, seed: int) -> tuple[float, float]:
     """env-steps/s of ``env.step`` and of bare ``mujoco.batch`` replaying the same controls.
 
     ``env.step`` runs with small random actions (resets, rewards, observations included) while
-    the controls it sends to the simulator are recorded; a fresh ``Batch`` of the nominal model
-    then starts from the same initial states and replays those controls, so both step the same
-    kind of motion (a robot standing still is cheaper to simulate than one that moves).
+    the controls it sends to the simulator are recorded; a fresh ``Batch`` of the same model (with
+    the env's randomised per-env parameters, :func:`raw_batch_like`) then starts from the same states
+    and replays those controls, so both step the same kind of motion (a robot standing still is
+    cheaper to simulate than one that moves).
     """
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     actions = 0.3 * torch.randn(steps + 10, env.num_envs, env.num_actions, generator=gen)
     for k in range(10):
         env.step(actions[k])
@@ -80,8 +95,7 @@ def env_and_raw_rates(env, steps: int) -> tuple[float, float]:
     env_rate = steps * env.num_envs / (time.perf_counter() - start)
     env.sim.step = step_fn
 
-    batch = mujoco.batch.Batch(env.robot.model, env.num_envs, nthread=0)
-    batch.reset()
+    batch = raw_batch_like(env)
     batch.bind("qpos")[:] = qpos0
     batch.bind("qvel")[:] = qvel0
     batch.forward()
@@ -217,14 +231,17 @@ def stepping_rates(args) -> None:
     on ``runner.rollout_torch_threads`` threads (as during training rollouts) and on torch's default thread count."""
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
     default_threads = torch.get_num_threads()
-    print(f"{'N':>6} {'torch threads':>13} {'raw batch steps/s':>18} {'env.step steps/s':>17} {'ratio':>6}")
+    print(f"({args.repeats} back-to-back pairs of {args.steps} steps each; medians, ratio range in brackets)")
+    print(f"{'N':>6} {'torch threads':>13} {'raw batch steps/s':>18} {'env.step steps/s':>17} {'ratio':>6}  range")
     for n in args.num_envs:
         cfg = compose_cfg([f"env.num_envs={n}", *args.overrides])
         for threads in dict.fromkeys([cfg.runner.rollout_torch_threads or default_threads, default_threads]):
             env = make_env(env_config(cfg))
             with torch_threads(threads), torch.inference_mode():  # as in rsl_rl's rollout loop
-                stepped, raw = env_and_raw_rates(env, args.steps)
-            print(f"{n:>6} {threads:>13} {raw:>18,.0f} {stepped:>17,.0f} {stepped / raw:>6.2f}")
+                stepped, raw = np.array([env_and_raw_rates(env, args.steps, seed) for seed in range(args.repeats)]).T
+            ratios = stepped / raw
+            print(f"{n:>6} {threads:>13} {np.median(raw):>18,.0f} {np.median(stepped):>17,.0f} "
+                  f"{np.median(ratios):>6.2f}  [{ratios.min():.2f}, {ratios.max():.2f}]")
             del env
 
 
@@ -247,6 +264,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--steps", type=int, default=200, help="policy steps per stepping measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="env.step / raw measurement pairs per row")
     parser.add_argument("--train-envs", type=int, default=1024)
     parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["stepping", "training"])
