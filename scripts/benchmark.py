@@ -264,7 +264,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--steps", type=int, default=200, help="policy steps per stepping measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="env.step / raw measurement pairs per row")
+    parser.add_argument("--repeats", type=int, default=5, help="env.step / raw measurement pairs per row")
     parser.add_argument("--train-envs", type=int, default=1024)
     parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["stepping", "training"])
