@@ -45,6 +45,11 @@ DEFAULT_OVERRIDE_PREFIX = "runner.alg.actor_critic"
 """Config path named in error messages, e.g. ``runner.alg.actor_critic.base_ckpt_path=...``."""
 
 
+def grouped_weights(weights: torch.Tensor) -> torch.Tensor:
+    """``(N, G, E)`` gate weights per action group: ``(N, E)`` (one global gate) becomes ``(N, 1, E)``."""
+    return weights if weights.dim() == 3 else weights.unsqueeze(1)
+
+
 def per_action_weights(weights: torch.Tensor, action_to_group: torch.Tensor) -> torch.Tensor:
     """Expand gate weights to one weight vector per action dimension.
 
@@ -55,8 +60,7 @@ def per_action_weights(weights: torch.Tensor, action_to_group: torch.Tensor) -> 
     Returns:
         ``(N, A, E)``.
     """
-    grouped = weights if weights.dim() == 3 else weights.unsqueeze(1)
-    return grouped.index_select(1, action_to_group)
+    return grouped_weights(weights).index_select(1, action_to_group)
 
 
 def blend_actions(weights: torch.Tensor, means: torch.Tensor, precision: torch.Tensor | None) -> torch.Tensor:
@@ -330,7 +334,7 @@ class MoEActor(ExpertMixture):
         mean = blend_actions(per_action_weights(weights, self.action_to_group), means, self.expert_precision)
         if stochastic_output:
             if self.exploration == "expert_choice":
-                self.distribution.update(weights if weights.dim() == 3 else weights.unsqueeze(1), means, mean)
+                self.distribution.update(grouped_weights(weights), means, mean)
             else:
                 self.distribution.update(mean)
             return self.distribution.sample()

@@ -1,7 +1,7 @@
 """Exploration by expert choice: the MoE actor's policy as a mixture of Gaussians around the experts.
 
-With the default exploration (``exploration: gaussian``) the MoE actor samples a Gaussian around the
-blended mean ``sum_i w_i a_i``. The gate then only learns from how the return changes with small
+With ``exploration: gaussian`` the MoE actor samples a Gaussian around the blended mean
+``sum_i w_i a_i``. The gate then only learns from how the return changes with small
 Gaussian noise along the direction between the experts' actions, and rollouts never leave the blend
 the gate starts in (a 50/50 blend that falls far more often than either expert alone).
 
@@ -26,13 +26,17 @@ The deterministic output (play, evaluation, export) is still the blended mean ``
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
+from torch.distributions import Normal, kl_divergence
 
 LOG_WEIGHT_FLOOR = 1e-12
 """Weights are clamped to this before the log, so sparse routings (exact zeros) stay finite."""
+
+
+def _log_weights(weights: torch.Tensor) -> torch.Tensor:
+    """Log of gate weights, finite where a weight is exactly 0."""
+    return weights.clamp_min(LOG_WEIGHT_FLOOR).log()
 
 
 class ExpertChoiceDistribution(nn.Module):
@@ -108,19 +112,16 @@ class ExpertChoiceDistribution(nn.Module):
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
         """``(N,)`` log-density of ``actions`` ``(N, A)`` under the mixture (summed over groups)."""
-        std = self._std().unsqueeze(-1)  # (A, 1)
-        per_action = -0.5 * ((actions.unsqueeze(-1) - self._means) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
+        per_action = Normal(self._means, self._std().unsqueeze(-1)).log_prob(actions.unsqueeze(-1))  # (N, A, E)
         per_group = torch.einsum("nae,ag->nge", per_action, self.group_of_action)  # (N, G, E)
-        log_weights = self._weights.clamp_min(LOG_WEIGHT_FLOOR).log()
-        return torch.logsumexp(log_weights + per_group, dim=-1).sum(dim=-1)
+        return torch.logsumexp(_log_weights(self._weights) + per_group, dim=-1).sum(dim=-1)
 
     @property
     def entropy(self) -> torch.Tensor:
         """``(N,)`` an upper bound of the mixture's entropy: choice entropy + Gaussian entropy."""
         weights = self._weights
-        choice_entropy = -(weights * weights.clamp_min(LOG_WEIGHT_FLOOR).log()).sum(dim=(-2, -1))
-        gaussian_entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self._std().log()).sum()
-        return choice_entropy + gaussian_entropy
+        choice_entropy = -(weights * _log_weights(weights)).sum(dim=(-2, -1))
+        return choice_entropy + Normal(0.0, self._std()).entropy().sum()
 
     def kl_divergence(self, old_params: tuple[torch.Tensor, ...], new_params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """``(N,)`` an upper bound of KL(old || new): KL of the choices + expected KL of the chosen Gaussians.
@@ -129,12 +130,9 @@ class ExpertChoiceDistribution(nn.Module):
         """
         old_w, old_means, old_std = old_params
         new_w, new_means, new_std = new_params
-        choice_kl = (old_w * (old_w.clamp_min(LOG_WEIGHT_FLOOR).log() - new_w.clamp_min(LOG_WEIGHT_FLOOR).log())).sum(
-            dim=(-2, -1)
-        )
-        old_std, new_std = old_std.unsqueeze(-1), new_std.unsqueeze(-1)  # (N, A, 1)
-        gaussian_kl = (
-            torch.log(new_std / old_std) + (old_std**2 + (old_means - new_means) ** 2) / (2 * new_std**2) - 0.5
+        choice_kl = (old_w * (_log_weights(old_w) - _log_weights(new_w))).sum(dim=(-2, -1))
+        gaussian_kl = kl_divergence(
+            Normal(old_means, old_std.unsqueeze(-1)), Normal(new_means, new_std.unsqueeze(-1))
         )  # (N, A, E)
         per_group = torch.einsum("nae,ag->nge", gaussian_kl, self.group_of_action)
         return choice_kl + (old_w * per_group).sum(dim=(-2, -1))
