@@ -6,7 +6,7 @@
 
 Prints:
 - raw ``mujoco.batch`` policy steps/s of the same model (the env's per-env randomised parameters
-  included) replaying the env's controls from the same states,
+  included) replaying the env's controls from the same states, alternating with the env every ``--chunk`` steps,
 - ``env.step`` env-steps/s and its ratio to the raw rate (target >= 0.90 on 2 cores), under
   ``torch.inference_mode()`` with torch on ``runner.rollout_torch_threads`` threads, as in training
   rollouts, and on torch's default count,
@@ -67,45 +67,45 @@ def raw_batch_like(env) -> mujoco.batch.Batch:
     return batch
 
 
-def env_and_raw_rates(env, steps: int, seed: int) -> tuple[float, float]:
-    """env-steps/s of ``env.step`` and of bare ``mujoco.batch`` replaying the same controls.
+def env_and_raw_seconds(env, raw: mujoco.batch.Batch, actions: torch.Tensor, chunk: int) -> tuple[float, float]:
+    """Seconds of ``env.step`` over ``actions`` (T, N, A), and of bare ``mujoco.batch`` stepping the same physics.
 
-    ``env.step`` runs with small random actions (resets, rewards, observations included) while
-    the controls it sends to the simulator are recorded; a fresh ``Batch`` of the same model (with
-    the env's randomised per-env parameters, :func:`raw_batch_like`) then starts from the same states
-    and replays those controls, so both step the same kind of motion (a robot standing still is
-    cheaper to simulate than one that moves).
+    The steps run in chunks of ``chunk``: each chunk first runs ``env.step`` (resets, rewards, observations
+    included) while the controls it sends to the simulator are recorded; then ``raw`` (a fresh ``Batch`` of the
+    same model with the env's randomised per-env parameters, :func:`raw_batch_like`) starts from the env's full
+    state rows at the start of the chunk and replays those controls. Both thus step the same kind of motion (a
+    robot standing still is cheaper to simulate than one that moves), and alternating every chunk (a fraction of
+    a second) makes drifts in the machine's speed hit both sides alike.
     """
-    gen = torch.Generator().manual_seed(seed)
-    actions = 0.3 * torch.randn(steps + 10, env.num_envs, env.num_actions, generator=gen)
-    for k in range(10):
-        env.step(actions[k])
-    qpos0, qvel0 = env.sim.qpos.double().numpy().copy(), env.sim.qvel.double().numpy().copy()
-    controls = []
+    env_seconds = raw_seconds = 0.0
+    raw_ctrl = raw.bind("ctrl")
     step_fn = env.sim.step
+    actions = list(actions.unbind(0))
+    controls = []  # what env.step sends to the simulator in the current chunk
 
     def recording_step(ctrl, nstep):
-        controls.append(ctrl.numpy().astype(np.float64))
+        controls.append(ctrl.clone())  # one cheap op inside the timed env.step
         step_fn(ctrl, nstep)
 
-    env.sim.step = recording_step
-    start = time.perf_counter()
-    for k in range(10, steps + 10):
-        env.step(actions[k])
-    env_rate = steps * env.num_envs / (time.perf_counter() - start)
-    env.sim.step = step_fn
-
-    batch = raw_batch_like(env)
-    batch.bind("qpos")[:] = qpos0
-    batch.bind("qvel")[:] = qvel0
-    batch.forward()
-    ctrl = batch.bind("ctrl")
-    start = time.perf_counter()
-    for control in controls:
-        ctrl[:] = control
-        batch.step(nstep=env.decimation)
-    raw_rate = steps * env.num_envs / (time.perf_counter() - start)
-    return env_rate, raw_rate
+    for first in range(0, len(actions), chunk):
+        state0 = env.sim.batch.state.copy()
+        controls.clear()
+        env.sim.step = recording_step
+        try:
+            start = time.perf_counter()
+            for action in actions[first : first + chunk]:
+                env.step(action)
+            env_seconds += time.perf_counter() - start
+        finally:
+            env.sim.step = step_fn
+        replay = [control.numpy().astype(np.float64) for control in controls]
+        raw.state[:] = state0
+        start = time.perf_counter()
+        for control in replay:
+            raw_ctrl[:] = control
+            raw.step(nstep=env.decimation)
+        raw_seconds += time.perf_counter() - start
+    return env_seconds, raw_seconds
 
 
 def expert_paths(folder: str) -> tuple[dict[str, str], str]:
@@ -228,21 +228,33 @@ def moe_diagnostics_overhead(args) -> None:
 
 def stepping_rates(args) -> None:
     """env.step against raw stepping, under ``torch.inference_mode()`` as rsl_rl's rollout loop runs it, with torch
-    on ``runner.rollout_torch_threads`` threads (as during training rollouts) and on torch's default thread count."""
+    on ``runner.rollout_torch_threads`` threads (as during training rollouts) and on torch's default thread count.
+    Each repeat draws fresh random actions (after 10 warm-up steps) and gives one ratio: raw seconds over env seconds,
+    summed over its interleaved chunks (:func:`env_and_raw_seconds`)."""
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
     default_threads = torch.get_num_threads()
-    print(f"({args.repeats} back-to-back pairs of {args.steps} steps each; medians, ratio range in brackets)")
+    print(f"({args.repeats} repeats of {args.steps} steps, env and raw alternating every {args.chunk} steps; "
+          "medians, ratio range in brackets)")
     print(f"{'N':>6} {'torch threads':>13} {'raw batch steps/s':>18} {'env.step steps/s':>17} {'ratio':>6}  range")
     for n in args.num_envs:
         cfg = compose_cfg([f"env.num_envs={n}", *args.overrides])
         for threads in dict.fromkeys([cfg.runner.rollout_torch_threads or default_threads, default_threads]):
             env = make_env(env_config(cfg))
+            raw = raw_batch_like(env)
+            seconds = []
             with torch_threads(threads), torch.inference_mode():  # as in rsl_rl's rollout loop
-                stepped, raw = np.array([env_and_raw_rates(env, args.steps, seed) for seed in range(args.repeats)]).T
-            ratios = stepped / raw
-            print(f"{n:>6} {threads:>13} {np.median(raw):>18,.0f} {np.median(stepped):>17,.0f} "
+                for seed in range(args.repeats):
+                    gen = torch.Generator().manual_seed(seed)
+                    actions = 0.3 * torch.randn(args.steps + 10, n, env.num_actions, generator=gen)
+                    for action in actions[:10]:
+                        env.step(action)
+                    seconds.append(env_and_raw_seconds(env, raw, actions[10:], args.chunk))
+            env_seconds, raw_seconds = np.array(seconds).T
+            ratios = raw_seconds / env_seconds
+            rate = args.steps * n
+            print(f"{n:>6} {threads:>13} {np.median(rate / raw_seconds):>18,.0f} {np.median(rate / env_seconds):>17,.0f} "
                   f"{np.median(ratios):>6.2f}  [{ratios.min():.2f}, {ratios.max():.2f}]")
-            del env
+            del env, raw
 
 
 def training_rate(args) -> None:
@@ -264,7 +276,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--steps", type=int, default=200, help="policy steps per stepping measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="env.step / raw measurement pairs per row")
+    parser.add_argument("--repeats", type=int, default=5, help="env.step / raw measurements per row")
+    parser.add_argument("--chunk", type=int, default=20, help="policy steps between env.step / raw alternations")
     parser.add_argument("--train-envs", type=int, default=1024)
     parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["stepping", "training"])

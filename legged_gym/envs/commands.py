@@ -32,7 +32,7 @@ class TaskCommands:
         policy_dt: policy period [s].
         generator: torch RNG.
 
-    Attributes:
+    Attributes (updated in place, never rebound: the env keeps views of them):
         task_ids: (N,) long, index into :data:`TASK_NAMES`.
         velocity: (N, 3) commanded (vx [m/s], vy [m/s], yaw rate [rad/s]) in the base frame.
         ee_target_b: (N, 3) end-effector target [m], base-yaw frame relative to the base origin.
@@ -65,6 +65,7 @@ class TaskCommands:
         # policy steps since the last velocity / EE-target resample: (N,) views of the columns of one (N, 2) counter
         self._steps_since = torch.zeros(num_envs, 2, dtype=torch.long)
         self.steps_since_vel, self.steps_since_ee = self._steps_since.unbind(dim=1)
+        self._steps_since_np = self._steps_since.numpy()  # counted in numpy, cheaper per op on arrays this small
         self._resample_intervals = np.array([self.vel_interval, self.ee_interval])
 
     def _uniform(self, n: int, low, high) -> torch.Tensor:
@@ -129,7 +130,7 @@ class TaskCommands:
 
     def step(self) -> None:
         """Advance one policy step, resampling expired commands."""
-        steps_since = self._steps_since.numpy()  # counted in numpy, cheaper per op on arrays this small
+        steps_since = self._steps_since_np
         steps_since += 1
         due = steps_since >= self._resample_intervals  # (N, 2): velocity, EE target
         if due.any():  # on a few steps only: resampling is seconds apart

@@ -33,14 +33,24 @@ from legged_gym.utils.math import quat_from_yaw, rotate_inverse, rotation_matric
 POLICY_OBS_DIM = 69
 CRITIC_OBS_DIM = 16
 EPISODE_METRICS = ("return", "lin_vel_error", "ang_vel_error", "ee_error")
-DERIVED_STATE = {  # name: shape per env; float32, see LeggedRobot._refresh_state
-    "base_lin_vel_b": (3,),
-    "projected_gravity": (3,),
-    "ee_pos_b": (3,),
-    "joint_pos_rel": (NUM_ACTIONS,),
-    "lin_vel_error": (2,),
-    "yaw_rate_error": (),
-    "ee_error": (3,),
+NUM_FEET = len(LEG_NAMES)
+DERIVED_STATE = {  # name: (shape per env, dtype), written in place by LeggedRobot._refresh_state
+    "base_lin_vel_b": ((3,), np.float32),
+    "projected_gravity": ((3,), np.float32),
+    "ee_pos_b": ((3,), np.float32),
+    "joint_pos_rel": ((NUM_ACTIONS,), np.float32),
+    "lin_vel_error": ((2,), np.float32),
+    "yaw_rate_error": ((), np.float32),
+    "ee_error": ((3,), np.float32),
+    "foot_contact": ((NUM_FEET,), bool),
+}
+STEP_STATE = {  # name: (shape per env, dtype), kept across steps and updated in place by LeggedRobot.step
+    "feet_air_time": ((NUM_FEET,), np.float32),  # [s] since the foot last touched down
+    "last_contacts": ((NUM_FEET,), bool),
+    "first_contact": ((NUM_FEET,), bool),  # touchdown in this step
+    "touchdown_air_time": ((NUM_FEET,), np.float32),  # [s] air time of this step's touchdowns, 0 elsewhere
+    "reset_buf": ((), bool),  # the env ends its episode in this step
+    "time_out_buf": ((), bool),  # ... because it reached the maximum episode length
 }
 
 
@@ -76,19 +86,13 @@ class LeggedRobot(VecEnv):
         self.soft_joint_low = limits_mid - soft * limits_half  # (18,) [rad] the joint_pos_limits term's range
         self.soft_joint_high = limits_mid + soft * limits_half
         self.episode_length_buf = torch.zeros(n, dtype=torch.long)
-        self.reset_buf = torch.zeros(n, dtype=torch.bool)
-        self.time_out_buf = torch.zeros(n, dtype=torch.bool)
         self.actions = torch.zeros(n, NUM_ACTIONS)
         self.joint_pos_target = self.default_joint_pos.repeat(n, 1)  # (N, 18) [rad] PD target of the last step,
         # default + action_scale * action, before the joint limits
         self.last_actions = torch.zeros(n, NUM_ACTIONS)
         self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
-        self.feet_air_time = torch.zeros(n, len(LEG_NAMES))
-        self.last_contacts = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
         self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the base was last told to stand (kept
         # up to date only while the base_drift term is weighted)
-        self.first_contact = torch.zeros(n, len(LEG_NAMES), dtype=torch.bool)
-        self.touchdown_air_time = torch.zeros(n, len(LEG_NAMES))
         self._bind_state_views()
 
         self._randomize_domain()
@@ -97,7 +101,7 @@ class LeggedRobot(VecEnv):
         # the termination term, if weighted, comes last: it is added after the only-positive clip
         self.reward_names = sorted(scales, key=lambda name: name == "termination")
         self.reward_functions = [getattr(reward_terms, name) for name in self.reward_names]
-        self.reward_scales = torch.tensor([scales[name] for name in self.reward_names])  # (K,) per policy step
+        self.reward_scales = torch.tensor([scales[name] for name in self.reward_names])[:, None]  # (K, 1) per policy step
         self._termination_weighted = self.reward_names[-1:] == ["termination"]
         # Episode sums, one row per term or metric (rows stack and add faster than columns)
         self.episode_sums = torch.zeros(len(self.reward_names), n)  # (K, N) weighted sums per term
@@ -105,6 +109,10 @@ class LeggedRobot(VecEnv):
         self.episode_metrics = dict(zip(EPISODE_METRICS, self.episode_metric_sums))  # (N,) views of its rows
         self._policy_obs_scale = self._build_policy_obs_scale()
         self.noise_scale = self._build_noise_scale()
+        half_width = self.noise_scale.numpy()
+        self._noise_affine = (2.0 * half_width, -half_width)  # uniform [0, 1) -> [-half width, half width)
+        self._noise_np = np.zeros((n, POLICY_OBS_DIM), dtype=np.float32)
+        self._noise_rng = np.random.default_rng(int(cfg["seed"]))  # draws floats faster than torch's generator
 
         self.reset_idx(torch.arange(n))
         self._refresh_state()
@@ -149,6 +157,7 @@ class LeggedRobot(VecEnv):
         self.kd = self.robot.kd * self.gain_scale[:, None]
         self.sim.set_actuator_gains(all_ids, self.kp, self.kd)
         self.torque_limits = torch.tensor(self.cfg["robot"]["torque_limits"], dtype=torch.float32)
+        self._push_interval = max(1, round(dr["push_interval_s"] / self.dt))  # [policy steps] between pushes
         self._domain_params = torch.stack([self.friction, self.added_mass, self.gain_scale], dim=1)  # (N, 3) critic obs
 
     def _build_policy_obs_scale(self) -> torch.Tensor:
@@ -194,7 +203,7 @@ class LeggedRobot(VecEnv):
         self.joint_pos_target = torch.addcmul(self.default_joint_pos, self.action_scale, self.actions)
         self.sim.step(self.joint_pos_target.clamp(self._joint_low, self._joint_high), self.decimation)
 
-        self.episode_length_buf += 1
+        self._episode_length_np += 1
         self.commands.step()
         self._refresh_state()
         self._update_feet_air_time()
@@ -208,7 +217,7 @@ class LeggedRobot(VecEnv):
         extras = {"time_outs": self.time_out_buf.clone(), "episode": {}}
         dones = self.reset_buf.clone()
         self.step_task_ids = self.commands.task_ids.clone()  # the task each env had during this step
-        reset_ids = dones.nonzero(as_tuple=False).flatten()
+        reset_ids = torch.from_numpy(np.flatnonzero(self._np["reset_buf"]))
         if len(reset_ids):
             extras["episode"] = self._episode_log(reset_ids)
             self.reset_idx(reset_ids)
@@ -220,15 +229,15 @@ class LeggedRobot(VecEnv):
     # ------------------------------------------------------------------ state
     def _bind_state_views(self) -> None:
         """Name the state once: the raw state as views of the simulator's state tensors (which it refreshes in
-        place), and the derived state (:data:`DERIVED_STATE`, ``foot_contact``) as torch views of the numpy arrays
-        that :meth:`_refresh_state` writes.
+        place), and the derived state (:data:`DERIVED_STATE`) and step state (:data:`STEP_STATE`) as torch views of
+        numpy arrays (``self._np[name]``), which :meth:`_refresh_state` and :meth:`step` write in place.
 
         Raw: ``base_pos`` (N, 3) [m] world, ``base_quat`` (N, 4) wxyz, ``base_height`` (N,) [m], ``joint_pos``
         (N, 18) [rad], ``base_ang_vel_b`` (N, 3) [rad/s] base frame, ``joint_vel`` (N, 18) [rad/s], ``foot_vel_w``
         (N, 4, 3) [m/s] world; private: the trunk touch force [N].
         """
         qpos, qvel, sensors = self.sim.qpos, self.sim.qvel, self.sim.sensordata
-        sensor, legs = self.robot.sensor, len(LEG_NAMES)
+        sensor = self.robot.sensor
         self.base_pos = qpos[:, 0:3]
         self.base_quat = qpos[:, 3:7]
         self.base_height = qpos[:, 2]
@@ -236,21 +245,22 @@ class LeggedRobot(VecEnv):
         self.base_ang_vel_b = qvel[:, 3:6]
         self.joint_vel = qvel[:, 6:]
         foot_vel = sensors[:, self.robot.sensor_block([f"{leg}_vel" for leg in LEG_NAMES])]
-        self.foot_vel_w = foot_vel.unflatten(1, (legs, 3))
+        self.foot_vel_w = foot_vel.unflatten(1, (NUM_FEET, 3))
         self._trunk_touch = sensors[:, sensor["trunk_touch"].start]  # (N,)
-        # numpy views of the same memory, the inputs of _refresh_state
+        # numpy views of the same memory, the inputs of _refresh_state and _check_termination
         self._qpos_np, self._qvel_np = qpos.numpy(), qvel.numpy()
         self._ee_pos_w_np = sensors[:, sensor["ee_pos"]].numpy()
         self._foot_touch_np = sensors[:, self.robot.sensor_block([f"{leg}_touch" for leg in LEG_NAMES])].numpy()
+        self._trunk_touch_np = self._trunk_touch.numpy()
+        self._episode_length_np = self.episode_length_buf.numpy()
         self._default_joint_pos_np = self.default_joint_pos.numpy()
+        self._velocity_command_np = self.commands.velocity.numpy()
+        self._ee_target_np = self.commands.ee_target_b.numpy()
         self._rotation_np = np.zeros((self.num_envs, 3, 3), dtype=np.float32)
-        # the derived state, written in place
-        self._derived_np = {name: np.zeros((self.num_envs, *shape), dtype=np.float32)
-                            for name, shape in DERIVED_STATE.items()}
-        for name, array in self._derived_np.items():
+        self._np = {name: np.zeros((self.num_envs, *shape), dtype=dtype)
+                    for name, (shape, dtype) in {**DERIVED_STATE, **STEP_STATE}.items()}
+        for name, array in self._np.items():
             setattr(self, name, torch.from_numpy(array))
-        self._foot_contact_np = np.zeros((self.num_envs, legs), dtype=bool)
-        self.foot_contact = torch.from_numpy(self._foot_contact_np)
 
     def _refresh_state(self) -> None:
         """Derive from the simulator state and the commands, in place: ``base_lin_vel_b`` (N, 3) [m/s] base frame,
@@ -262,15 +272,15 @@ class LeggedRobot(VecEnv):
         In numpy, on views of the same memory (see :meth:`_bind_state_views`): these are some forty tiny
         elementwise ops, which numpy runs several times cheaper than torch.
         """
-        qpos, qvel, out = self._qpos_np, self._qvel_np, self._derived_np
+        qpos, qvel, out = self._qpos_np, self._qvel_np, self._np
         rotation = rotation_matrices(qpos[:, 3:7], out=self._rotation_np)  # (N, 3, 3) base -> world
         rotate_inverse(rotation, qvel[:, 0:3], out=out["base_lin_vel_b"])
         np.negative(rotation[:, 2], out=out["projected_gravity"])  # R^T (0, 0, -1) is minus R's last row
         base_yaw = np.arctan2(rotation[:, 1, 0], rotation[:, 0, 0])  # heading of the base x axis
         world_to_yaw_frame(base_yaw, self._ee_pos_w_np - qpos[:, 0:3], out=out["ee_pos_b"])
         np.subtract(qpos[:, 7:], self._default_joint_pos_np, out=out["joint_pos_rel"])
-        np.greater(self._foot_touch_np, self.cfg["robot"]["contact_force_threshold"], out=self._foot_contact_np)
-        velocity, ee_target = self.commands.velocity.numpy(), self.commands.ee_target_b.numpy()
+        np.greater(self._foot_touch_np, self.cfg["robot"]["contact_force_threshold"], out=out["foot_contact"])
+        velocity, ee_target = self._velocity_command_np, self._ee_target_np
         np.subtract(velocity[:, :2], out["base_lin_vel_b"][:, :2], out=out["lin_vel_error"])
         np.subtract(velocity[:, 2], qvel[:, 5], out=out["yaw_rate_error"])  # yaw rate: base frame z
         np.subtract(ee_target, out["ee_pos_b"], out=out["ee_error"])
@@ -283,13 +293,16 @@ class LeggedRobot(VecEnv):
         return torques.clamp(-self.torque_limits, self.torque_limits)
 
     def _update_feet_air_time(self) -> None:
-        """Once per policy step: air time per foot, and touchdowns (``first_contact``) with their air time."""
-        contact_filt = self.foot_contact | self.last_contacts
-        self.first_contact = (self.feet_air_time > 0.0) & contact_filt
-        self.feet_air_time += self.dt
-        self.touchdown_air_time = self.feet_air_time * self.first_contact
-        self.feet_air_time.masked_fill_(contact_filt, 0.0)
-        self.last_contacts = self.foot_contact.clone()  # foot_contact is refreshed in place
+        """Once per policy step, in place (numpy, as :meth:`_refresh_state`): air time per foot, and touchdowns
+        (``first_contact``) with their air time (``touchdown_air_time``). A contact in this step or the last one
+        counts (the touch sensor flickers on touchdown)."""
+        step, air = self._np, self._np["feet_air_time"]
+        contact_filt = step["foot_contact"] | step["last_contacts"]
+        np.logical_and(air > 0.0, contact_filt, out=step["first_contact"])
+        air += self.dt
+        np.multiply(air, step["first_contact"], out=step["touchdown_air_time"])
+        np.copyto(air, 0.0, where=contact_filt)
+        np.copyto(step["last_contacts"], step["foot_contact"])
 
     def _update_stand_anchor(self) -> None:
         """While base motion is commanded the anchor follows the base, so once the command drops to zero it
@@ -299,21 +312,25 @@ class LeggedRobot(VecEnv):
         self.stand_anchor_xy = torch.where(moving, self.base_pos[:, :2], self.stand_anchor_xy)
 
     def _check_termination(self) -> None:
-        term = self.cfg["terminations"]
+        """``reset_buf``: time-out, trunk tilted beyond ``max_tilt_rad``, trunk below ``min_base_height``, trunk
+        contact (if enabled) or an unstable simulation; ``time_out_buf``: the time-outs. In place, in numpy."""
+        term, step = self.cfg["terminations"], self._np
         self.unstable_buf = self.sim.unstable
-        tilted = self.projected_gravity[:, 2] > -math.cos(term["max_tilt_rad"])
-        low = self.base_height < term["min_base_height"]
-        self.time_out_buf = self.episode_length_buf >= self.max_episode_length
-        self.reset_buf = self.time_out_buf | tilted | low | self.unstable_buf
+        reset = step["reset_buf"]
+        np.greater(step["projected_gravity"][:, 2], -math.cos(term["max_tilt_rad"]), out=reset)  # tilted
+        reset |= self._qpos_np[:, 2] < term["min_base_height"]
+        np.greater_equal(self._episode_length_np, self.max_episode_length, out=step["time_out_buf"])
+        reset |= step["time_out_buf"]
+        reset |= self.unstable_buf.numpy()
         if term["trunk_contact"]:
-            self.reset_buf |= self._trunk_touch > 1.0
+            reset |= self._trunk_touch_np > 1.0
 
     def _compute_rewards(self) -> torch.Tensor:
         """Sum of the weighted terms; with ``only_positive_rewards`` the sum is clipped at zero before
         the ``termination`` term is added (as legged_gym does), so a fall penalty survives the clip."""
         terms = [fn(self) for fn in self.reward_functions]
         weighted = torch.stack(terms) if terms else torch.zeros(0, self.num_envs)
-        weighted *= self.reward_scales[:, None]  # (K, N)
+        weighted *= self.reward_scales  # (K, N)
         self.episode_sums += weighted
         total = (weighted[:-1] if self._termination_weighted else weighted).sum(dim=0)
         if self.reward_cfg["only_positive_rewards"]:
@@ -381,10 +398,11 @@ class LeggedRobot(VecEnv):
         dr = self.cfg["domain_rand"]
         if not (dr["enabled"] and dr["push_robots"]):
             return
-        interval = max(1, round(dr["push_interval_s"] / self.dt))
-        ids = ((self.episode_length_buf % interval == 0) & (self.episode_length_buf > 0)).nonzero().flatten()
-        if len(ids) == 0:
+        lengths = self._episode_length_np
+        due = np.flatnonzero((lengths % self._push_interval == 0) & (lengths > 0))
+        if due.size == 0:
             return
+        ids = torch.from_numpy(due)
         vel = self.sim.qvel[ids, 0:3].clone()
         vel[:, :2] += (2 * torch.rand(len(ids), 2, generator=self.generator) - 1) * dr["max_push_vel_xy"]
         self.sim.set_base_velocity(ids, vel)
@@ -403,10 +421,13 @@ class LeggedRobot(VecEnv):
             self.joint_vel,
             self.actions,
         ]
-        policy = torch.cat(raw, dim=1) * self._policy_obs_scale
         if self.cfg["observations"]["add_noise"]:
-            uniform = torch.empty_like(policy).uniform_(-1.0, 1.0, generator=self.generator)
-            policy.addcmul_(uniform, self.noise_scale)
+            noise = self._noise_rng.random(out=self._noise_np, dtype=np.float32)
+            noise *= self._noise_affine[0]
+            noise += self._noise_affine[1]
+            policy = torch.addcmul(torch.from_numpy(noise), torch.cat(raw, dim=1), self._policy_obs_scale)
+        else:
+            policy = torch.cat(raw, dim=1) * self._policy_obs_scale
         critic = torch.cat(
             [
                 self.base_lin_vel_b * 2.0,
@@ -423,4 +444,4 @@ class LeggedRobot(VecEnv):
             "critic": critic.nan_to_num_().clamp_(-100.0, 100.0),
             "task_id": commands.task_ids[:, None].float(),
         }
-        return TensorDict(obs, batch_size=[self.num_envs], device=self.device)
+        return TensorDict(obs, batch_size=[self.num_envs], device=self.device, non_blocking=False)

@@ -37,14 +37,40 @@ def quat_from_yaw(yaw: torch.Tensor) -> torch.Tensor:
 # numpy runs such small elementwise ops several times cheaper than torch.
 
 
+# Every entry of a unit quaternion's rotation matrix is linear in the ten products q_i q_j (i <= j), so one matmul
+# builds all N matrices: R.reshape(N, 9) = products (N, 10) @ _ROTATION_FROM_PRODUCTS (10, 9).
+_PRODUCT_I, _PRODUCT_J = np.triu_indices(4)  # pairs (w, w), (w, x), ..., (z, z), q = (w, x, y, z)
+
+
+def _rotation_from_products() -> np.ndarray:
+    """(10, 9) coefficients: R[r, c] = sum_k coefficient[k, 3 r + c] * q_i(k) q_j(k) (homogeneous form)."""
+    terms = {  # R entry: {(i, j): coefficient}, indices into (w, x, y, z)
+        (0, 0): {(0, 0): 1, (1, 1): 1, (2, 2): -1, (3, 3): -1},
+        (0, 1): {(1, 2): 2, (0, 3): -2},
+        (0, 2): {(1, 3): 2, (0, 2): 2},
+        (1, 0): {(1, 2): 2, (0, 3): 2},
+        (1, 1): {(0, 0): 1, (1, 1): -1, (2, 2): 1, (3, 3): -1},
+        (1, 2): {(2, 3): 2, (0, 1): -2},
+        (2, 0): {(1, 3): 2, (0, 2): -2},
+        (2, 1): {(2, 3): 2, (0, 1): 2},
+        (2, 2): {(0, 0): 1, (1, 1): -1, (2, 2): -1, (3, 3): 1},
+    }
+    pairs = list(zip(_PRODUCT_I.tolist(), _PRODUCT_J.tolist()))
+    coefficients = np.zeros((len(pairs), 9), dtype=np.float32)
+    for (row, col), entry in terms.items():
+        for pair, value in entry.items():
+            coefficients[pairs.index(pair), 3 * row + col] = value
+    return coefficients
+
+
+_ROTATION_FROM_PRODUCTS = _rotation_from_products()
+
+
 def rotation_matrices(q: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``out`` (N, 3, 3) of unit quaternions ``q`` (N, 4): ``R v`` maps frame-``q`` vectors
-    into the world. Returns ``out``."""
-    w, x, y, z = q.T
-    xx, yy, zz, xy, xz, yz, wx, wy, wz = x * x, y * y, z * z, x * y, x * z, y * z, w * x, w * y, w * z
-    out[:, 0, 0], out[:, 0, 1], out[:, 0, 2] = 1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy)
-    out[:, 1, 0], out[:, 1, 1], out[:, 1, 2] = 2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx)
-    out[:, 2, 0], out[:, 2, 1], out[:, 2, 2] = 2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy)
+    """Rotation matrices ``out`` (N, 3, 3, C-contiguous) of unit quaternions ``q`` (N, 4): ``R v`` maps
+    frame-``q`` vectors into the world. Returns ``out``."""
+    products = q[:, _PRODUCT_I] * q[:, _PRODUCT_J]  # (N, 10)
+    np.matmul(products, _ROTATION_FROM_PRODUCTS, out=out.reshape(len(q), 9))
     return out
 
 
