@@ -217,8 +217,8 @@ class LeggedRobot(VecEnv):
         extras = {"time_outs": self.time_out_buf.clone(), "episode": {}}
         dones = self.reset_buf.clone()
         self.step_task_ids = self.commands.task_ids.clone()  # the task each env had during this step
-        reset_ids = torch.from_numpy(np.flatnonzero(self._np["reset_buf"]))
-        if len(reset_ids):
+        if self._np["reset_buf"].any():
+            reset_ids = torch.from_numpy(np.flatnonzero(self._np["reset_buf"]))
             extras["episode"] = self._episode_log(reset_ids)
             self.reset_idx(reset_ids)
             self._refresh_state()
@@ -241,6 +241,7 @@ class LeggedRobot(VecEnv):
         self.base_pos = qpos[:, 0:3]
         self.base_quat = qpos[:, 3:7]
         self.base_height = qpos[:, 2]
+        self._base_height_column = qpos[:, 2:3]  # (N, 1), for the critic observation
         self.joint_pos = qpos[:, 7:]
         self.base_ang_vel_b = qvel[:, 3:6]
         self.joint_vel = qvel[:, 6:]
@@ -431,7 +432,7 @@ class LeggedRobot(VecEnv):
         critic = torch.cat(
             [
                 self.base_lin_vel_b * 2.0,
-                self.base_height[:, None],
+                self._base_height_column,
                 self.foot_contact,
                 self._domain_params,
                 self.ee_error,

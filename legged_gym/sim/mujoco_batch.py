@@ -40,7 +40,6 @@ class MujocoBatchBackend(SimBackend):
         self._state_np = np.zeros((num_envs, self.nq + self.nv + model.nsensordata), dtype=np.float32)
         state = torch.from_numpy(self._state_np)
         self._qpos, self._qvel, self._sensordata = state.split([self.nq, self.nv, model.nsensordata], dim=1)
-        self._dynamics_state = state[:, : self.nq + self.nv]
         self._colliding_geoms = np.flatnonzero(model.geom_contype | model.geom_conaffinity)
         self._trunk_body = model.body("base").id
         self._refresh()
@@ -48,9 +47,11 @@ class MujocoBatchBackend(SimBackend):
     def _refresh(self) -> None:
         """Copy the state rows into the float32 buffer (one numpy call) and flag the unstable envs."""
         np.concatenate((self._qpos_np, self._qvel_np, self._sensordata_np), axis=1, out=self._state_np)
-        # one NaN or inf anywhere in a row makes its sum non-finite (a cheap per-row check)
-        row_sums = self._dynamics_state.sum(dim=1).numpy()
-        self._unstable = torch.from_numpy((np.asarray(self.batch.status) != 0) | ~np.isfinite(row_sums))
+        unstable = self.batch.status != 0
+        dynamics = self._state_np[:, : self.nq + self.nv]
+        if not np.isfinite(dynamics.sum()):  # one NaN or inf anywhere makes the sum non-finite: then find the rows
+            unstable |= ~np.isfinite(dynamics).all(axis=1)
+        self._unstable = torch.from_numpy(unstable)
 
     def step(self, ctrl: torch.Tensor, nstep: int) -> None:
         self._ctrl.copy_(ctrl.detach())
