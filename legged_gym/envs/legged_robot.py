@@ -270,7 +270,7 @@ class LeggedRobot(VecEnv):
         errors, command minus state: ``lin_vel_error`` (N, 2) [m/s] base frame, ``yaw_rate_error`` (N,) [rad/s],
         ``ee_error`` (N, 3) [m] base-yaw frame.
 
-        In numpy, on views of the same memory (see :meth:`_bind_state_views`): these are some forty tiny
+        In numpy, on views of the same memory (see :meth:`_bind_state_views`): these are some twenty tiny
         elementwise ops, which numpy runs several times cheaper than torch.
         """
         qpos, qvel, out = self._qpos_np, self._qvel_np, self._np
