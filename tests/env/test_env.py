@@ -117,3 +117,30 @@ def test_velocity_commands_are_resampled():
     assert not torch.equal(first, env.commands.velocity)
     low, high = env.commands.vel_low, env.commands.vel_high
     assert ((env.commands.velocity >= low) & (env.commands.velocity <= high)).all()
+
+
+def observation_noise(env) -> torch.Tensor:
+    """(N, 69) noisy minus noise-free policy observation of the env's current state."""
+    noisy = env._compute_observations()["policy"]
+    env.cfg["observations"]["add_noise"] = False
+    try:
+        clean = env._compute_observations()["policy"]
+    finally:
+        env.cfg["observations"]["add_noise"] = True
+    return noisy - clean
+
+
+def test_observation_noise_is_uniform_within_its_half_width_and_seeded():
+    env = make_env(256, ["env.domain_rand.enabled=false"])
+    noise, half_width = observation_noise(env), env.noise_scale
+    noisy = half_width > 0
+    assert noisy.sum() == 3 + 3 + 3 + 18 + 18  # angular velocity, gravity, EE position, joint positions, velocities
+    assert (noise[:, ~noisy] == 0).all()  # commands and last actions are exact
+    ratio = noise[:, noisy] / half_width[noisy]
+    assert ratio.abs().max() <= 1.0 + 1e-4 and ratio.abs().max() > 0.99
+    assert abs(ratio.mean()) < 0.02 and abs(ratio.var() - 1 / 3) < 0.01  # uniform on [-1, 1]: mean 0, variance 1/3
+    assert not torch.equal(observation_noise(env), noise)  # fresh every step
+    twin = make_env(256, ["env.domain_rand.enabled=false"])
+    other_seed = make_env(256, ["env.domain_rand.enabled=false", "seed=7"])
+    assert torch.equal(observation_noise(twin)[:, noisy], noise[:, noisy])
+    assert not torch.equal(observation_noise(other_seed)[:, noisy], noise[:, noisy])
