@@ -215,10 +215,10 @@ class LeggedRobot(VecEnv):
         self.last_actions = self.actions.clone()
         self.last_joint_vel = self.joint_vel.clone()
         extras = {"time_outs": self.time_out_buf.clone(), "episode": {}}
-        dones = self.reset_buf.clone()
+        dones = self.reset_buf.clone()  # the attribute, not its buffer: a subclass may rebind it
         self.step_task_ids = self.commands.task_ids.clone()  # the task each env had during this step
-        if self._np["reset_buf"].any():
-            reset_ids = torch.from_numpy(np.flatnonzero(self._np["reset_buf"]))
+        if dones.numpy().any():
+            reset_ids = torch.from_numpy(np.flatnonzero(dones.numpy()))
             extras["episode"] = self._episode_log(reset_ids)
             self.reset_idx(reset_ids)
             self._refresh_state()

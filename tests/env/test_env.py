@@ -144,3 +144,18 @@ def test_observation_noise_is_uniform_within_its_half_width_and_seeded():
     other_seed = make_env(256, ["env.domain_rand.enabled=false", "seed=7"])
     assert torch.equal(observation_noise(twin)[:, noisy], noise[:, noisy])
     assert not torch.equal(observation_noise(other_seed)[:, noisy], noise[:, noisy])
+
+
+def test_a_subclass_may_rebind_reset_buf_as_legged_gym_code_does():
+    from helpers import env_cfg
+    from legged_gym.envs import LeggedRobot
+
+    class EndsEveryStep(LeggedRobot):
+        def _check_termination(self):
+            super()._check_termination()
+            self.reset_buf = torch.ones(self.num_envs, dtype=torch.bool)  # a new tensor, not the env's buffer
+
+    env = EndsEveryStep(env_cfg(["env.num_envs=4"]))
+    env.step(torch.zeros(4, env.num_actions))
+    _, _, dones, extras = env.step(torch.zeros(4, env.num_actions))
+    assert dones.all() and (env.episode_length_buf == 0).all() and "terminated" in extras["episode"]
