@@ -67,6 +67,19 @@ def test_play_rejects_a_checkpoint_of_another_size(trained_run, tmp_path):
     assert result.returncode == 2 and "trained with 12 actions, this env has 18" in result.stderr
 
 
+def test_play_names_the_settings_a_checkpoint_was_trained_with_and_plays_it_with_its_run_config(trained_run):
+    run_dir, _ = trained_run
+    other = ["runner.alg.actor_critic.actor.hidden_dims=[32]", "play.num_envs=1", "play.duration_s=0.2"]
+    result = run_script("play.py", ["--config-name=train", f"ckpt_path={run_dir}/model_1.pt", *other])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "actor.hidden_dims: [256, 128, 64] in the checkpoint, [32] here" in result.stderr
+    hint = f"--config-path={run_dir} --config-name=config"
+    assert hint in result.stderr
+    result = run_script("play.py", [*hint.split(), f"ckpt_path={run_dir}/model_1.pt", "play.num_envs=1",
+                                    "play.duration_s=0.2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

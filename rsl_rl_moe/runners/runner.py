@@ -84,10 +84,25 @@ class Runner(OnPolicyRunner):
         try:
             load_iteration = self.alg.load(payload, load_cfg, strict)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path!r} does not fit this model: {exc}") from exc
+            raise CheckpointError(f"{path!r} does not fit this model: {exc}{self._settings_hint(path, payload)}") from exc
         if load_iteration:
             self.current_learning_iteration = payload["iter"]
         return payload["infos"]
+
+    def _settings_hint(self, path: str, payload: dict) -> str:
+        """For a checkpoint that does not fit: the model settings it was trained with that differ from this
+        config, and how to play it with its own (empty if it does not describe itself)."""
+        if not is_self_describing(payload):
+            return ""
+        saved = {part: payload["infos"]["model"].get(part) for part in ("actor", "critic")}
+        differences = config_differences(saved, self._model_cfg)
+        if not differences:
+            return ""
+        run_dir = os.path.dirname(os.path.abspath(path))
+        return (
+            f"\nit was trained with other model settings ({'; '.join(differences)}): give the same overrides, "
+            f"or use its run's config: --config-path={run_dir} --config-name=config"
+        )
 
     def _check_compatible(self, path: str, saved: dict) -> None:
         current = self.model_description()
@@ -127,4 +142,17 @@ class Runner(OnPolicyRunner):
             raise
         finally:
             self.alg.update = update
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """``"<dotted key>: <saved> in the checkpoint, <current> here"`` for each setting that differs between two
+    nested config dicts (a key missing on one side counts as None)."""
+    differences = []
+    for key in sorted(set(saved) | set(current), key=str):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} here")
+    return differences
 
