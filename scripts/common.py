@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
-from rsl_rl_moe.runners import Runner  # noqa: E402
+from rsl_rl_moe.runners import Runner, with_described_experts  # noqa: E402
 from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 USER_ERRORS = (CheckpointError, SequenceFileError, FileNotFoundError, ValueError)
@@ -77,11 +77,16 @@ def make_train_cfg(cfg: DictConfig) -> dict:
     }
 
 
-def make_runner(cfg: DictConfig, env, log_dir: str | None) -> Runner:
-    """The runner class named by ``runner.class_name`` (a :class:`Runner`), built on ``env``."""
+def make_runner(cfg: DictConfig, env, log_dir: str | None, ckpt_path: str | None = None) -> Runner:
+    """The runner class named by ``runner.class_name`` (a :class:`Runner`), built on ``env``. Give the checkpoint
+    you will load as ``ckpt_path``: a mixture checkpoint then rebuilds its experts from the descriptions it carries,
+    so the expert files need not exist (:func:`rsl_rl_moe.runners.with_described_experts`)."""
     check_device(cfg.device)
     runner_class = resolve_callable(cfg.runner.class_name)
-    return runner_class(env, make_train_cfg(cfg), log_dir=log_dir, device=cfg.device, env_description=env.description)
+    train_cfg = make_train_cfg(cfg)
+    if ckpt_path:
+        train_cfg = with_described_experts(train_cfg, ckpt_path)
+    return runner_class(env, train_cfg, log_dir=log_dir, device=cfg.device, env_description=env.description)
 
 
 def rollout_threads(cfg: DictConfig):

@@ -65,7 +65,7 @@ def task_switch_reference(cfg: DictConfig, env):
 def learned(path: str, env):
     """The inference policy of checkpoint ``path``, built from its run folder's config.yaml."""
     run_cfg = OmegaConf.load(os.path.join(os.path.dirname(os.path.abspath(path)), "config.yaml"))
-    runner = make_runner(run_cfg, env, log_dir=None)
+    runner = make_runner(run_cfg, env, log_dir=None, ckpt_path=path)
     runner.load(path)
     return runner.get_inference_policy()
 

@@ -30,7 +30,7 @@ def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
     env_cfg["seed"] = int(cfg.evaluate.seed)
     seed_everything(cfg.evaluate.seed)
     env = make_env(env_cfg)
-    runner = make_runner(cfg, env, log_dir=None)
+    runner = make_runner(cfg, env, log_dir=None, ckpt_path=cfg.ckpt_path)
     runner.load(cfg.ckpt_path)
     policy = runner.get_inference_policy()
     record = RolloutRecord(dt=env.dt)

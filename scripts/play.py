@@ -83,7 +83,7 @@ def main(cfg: DictConfig) -> None:
             raise CheckpointError("play needs a policy: add ckpt_path=<path to model_N.pt>")
         seed_everything(cfg.seed)
         env = make_env(quiet_env_config(cfg, cfg.play.num_envs))
-        runner = make_runner(cfg, env, log_dir=None)
+        runner = make_runner(cfg, env, log_dir=None, ckpt_path=cfg.ckpt_path)
         runner.load(cfg.ckpt_path)
         policy = runner.get_inference_policy()
         run_dir = os.path.dirname(os.path.abspath(cfg.ckpt_path))

@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
         OmegaConf.save(cfg, os.path.join(log_dir, "config.yaml"), resolve=True)
         seed_everything(cfg.seed)
         env = make_env(env_config(cfg))
-        runner = make_runner(cfg, env, log_dir)
+        runner = make_runner(cfg, env, log_dir, ckpt_path=cfg.ckpt_path if cfg.resume else None)
         if cfg.resume:
             runner.load(cfg.ckpt_path)
             print(f"resumed from {cfg.ckpt_path} at iteration {runner.current_learning_iteration}")

@@ -105,6 +105,29 @@ def test_play_moe_plots_expert_weights_and_exports_the_blend(moe_run, experts):
     assert len(diffs) == 2 and all(float(d.rstrip(",")) < 1e-4 for d in diffs), result.stdout[-500:]
 
 
+def test_moe_checkpoint_plays_without_the_expert_files(moe_run, experts, tmp_path):
+    """The checkpoint describes its experts (their weights are in its state dicts): play rebuilds them from it,
+    with the same actions as from the files; a checkpoint without the descriptions still needs the files."""
+    ckpt = torch.load(os.path.join(moe_run, "model_1.pt"), weights_only=True)
+    models = ckpt["infos"]["expert_models"]
+    assert list(models) == ["base", "arm"] and models["arm"]["actor"]["hidden_dims"] == [32]
+    common = [*TINY_GATES, "play.num_envs=2", "play.duration_s=0.4", "play.live_plot=false"]
+    metrics = {}
+    for label, paths in (("files", expert_overrides(experts)),
+                         ("no files", expert_overrides({"base": "/nowhere/base.pt", "arm": "/nowhere/arm.pt"}))):
+        result = run_script("play.py", ["--config-name=train_moe_example", *paths, *common,
+                                        f"ckpt_path={moe_run}/model_1.pt"])
+        assert result.returncode == 0, (label, result.stderr[-3000:])
+        with open(os.path.join(moe_run, "play", "metrics.json")) as f:
+            metrics[label] = json.load(f)
+    assert metrics["files"] == metrics["no files"]
+    del ckpt["infos"]["expert_models"]
+    torch.save(ckpt, tmp_path / "undescribed.pt")
+    result = run_script("play.py", ["--config-name=train_moe_example", *expert_overrides({"base": "/nowhere/base.pt",
+                                    "arm": experts["arm"]}), *common, f"ckpt_path={tmp_path}/undescribed.pt"])
+    assert result.returncode == 2 and "'/nowhere/base.pt'" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_expert_names_the_path_and_the_override(experts, tmp_path):
     result = run_script("train.py", ["--config-name=train_moe_example", "env.num_envs=2",
                                      "runner.alg.actor_critic.base_ckpt_path=/nowhere/base.pt",

@@ -141,6 +141,7 @@ class ExpertMixture(nn.Module):
         self.obs_dim = sum(obs[g].shape[-1] for g in self.obs_groups)
         self.expert_names = [e.name for e in experts]
         self.expert_sources = {e.name: {"path": e.path, "source": e.source} for e in experts}
+        self.expert_models = {e.name: e.model for e in experts}  # saved with the mixture (MoERunner.save)
         self.expert_obs_groups = {e.name: list(e.obs_groups[part]) for e in experts}
         self.group_dims = {g: obs[g].shape[-1] for g in obs.keys()}
         self.experts = nn.ModuleDict({e.name: getattr(e, part) for e in experts})
@@ -235,6 +236,7 @@ class MoEActor(ExpertMixture):
         distribution_cfg: dict | None = None,
         legacy_architectures: dict[str, dict] | None = None,
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
+        expert_models: dict[str, dict] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` = A actions).
@@ -256,6 +258,8 @@ class MoEActor(ExpertMixture):
             Must take its parameters from outside the network (GaussianDistribution).
         legacy_architectures: ``{expert name: {"activation": ..., ...}}`` for rsl_rl 1.x expert files.
         override_prefix: config path named in error messages.
+        expert_models: ``{name: description}`` from a mixture checkpoint's ``infos["expert_models"]``: rebuild
+            these experts (weights to come from that checkpoint) instead of reading the expert files.
         """
         if blend not in BLENDS:
             raise ValueError(f"unknown blend {blend!r}: choose one of {list(BLENDS)}")
@@ -267,7 +271,8 @@ class MoEActor(ExpertMixture):
                 "and no distribution_cfg"
             )
         experts = load_experts(
-            obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix
+            obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
+            expert_models,
         )
         group_names, action_to_group = _resolve_action_groups(action_groups, output_dim)
         super().__init__(
@@ -474,11 +479,12 @@ class MoECritic(ExpertMixture):
         residual_activation: str = "elu",
         legacy_architectures: dict[str, dict] | None = None,
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
+        expert_models: dict[str, dict] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` must be 1).
         base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, freeze_experts, legacy_architectures,
-        override_prefix: as for :class:`MoEActor` (use the same experts).
+        override_prefix, expert_models: as for :class:`MoEActor` (use the same experts).
         obs_moe: config of this critic's own gate (keys of :class:`ObsMoE`), reading the critic observation set.
         residual_hidden_dims: hidden widths of the residual MLP; None: no residual.
         residual_activation: activation of the residual MLP.
@@ -486,7 +492,8 @@ class MoECritic(ExpertMixture):
         if output_dim != 1:
             raise ValueError(f"MoECritic outputs a value (output_dim=1), got output_dim={output_dim}")
         experts = load_experts(
-            obs, None, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix
+            obs, None, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
+            expert_models,
         )
         super().__init__(obs, obs_groups, obs_set, experts, "critic", freeze_experts, obs_moe, None)
         if residual_hidden_dims is None:

@@ -46,7 +46,10 @@ class Expert:
     obs_groups: dict[str, list[str]]
     """Env observation groups each part reads: ``{"actor": [...], "critic": [...]}``."""
     source: str
-    """``"self-describing"`` or ``"rsl_rl 1.x (converted)"``."""
+    """``"self-describing"``, ``"rsl_rl 1.x (converted)"`` or ``"described in the mixture's checkpoint"``."""
+    model: dict
+    """Its description, shaped as ``infos["model"]`` of a self-describing checkpoint: enough, with the weights,
+    to rebuild it (:func:`experts_from_models`). A mixture's checkpoint carries these, so it needs no expert file."""
 
     @property
     def action_std(self) -> torch.Tensor | None:
@@ -96,8 +99,12 @@ def load_experts(
     expert_ckpt_paths: dict[str, str] | None,
     legacy_architectures: dict[str, dict] | None,
     override_prefix: str,
+    expert_models: dict[str, dict] | None = None,
 ) -> list[Expert]:
-    """Load every configured expert (see :func:`expert_paths` and :func:`load_expert`), in order."""
+    """Load every configured expert (see :func:`expert_paths` and :func:`load_expert`), in order; with
+    ``expert_models`` (a mixture checkpoint's descriptions), rebuild those instead and read no file."""
+    if expert_models:
+        return experts_from_models(expert_models, obs, num_actions)
     return [
         load_expert(
             name,
@@ -158,15 +165,33 @@ def load_expert(
         source = "rsl_rl 1.x (converted)"
         _check_input_width(actor_sd, model["obs_groups"]["actor"], obs, where, "actor")
         _check_input_width(critic_sd, model["obs_groups"]["critic"], obs, where, "critic")
+        groups = {g for part in ("actor", "critic") for g in model["obs_groups"][part]}
+        model["obs_group_dims"] = {g: int(obs[g].shape[-1]) for g in groups}
     else:
         raise CheckpointError(f"{where}: unsupported checkpoint layout: {_describe_layout(payload)}")
-    if num_actions is not None and model["num_actions"] != num_actions:
-        raise CheckpointError(
-            f"{where} outputs {model['num_actions']} actions but the env has {num_actions} actions"
-        )
+    _check_num_actions(model, num_actions, where)
     actor = _build(model, "actor", obs, model["num_actions"], actor_sd, where, device)
     critic = _build(model, "critic", obs, 1, critic_sd, where, device)
-    return Expert(name, path, actor, critic, model["obs_groups"], source)
+    return Expert(name, path, actor, critic, model["obs_groups"], source, model)
+
+
+def experts_from_models(expert_models: dict[str, dict], obs: TensorDict, num_actions: int | None) -> list[Expert]:
+    """Experts of the described architectures (``{name: model description}``, in gate order), with freshly
+    initialised weights: a mixture checkpoint's state dicts hold the real ones and overwrite them on load.
+
+    Raises:
+        CheckpointError: a description that does not fit the env (observation widths, action count).
+    """
+    experts = []
+    for name, model in expert_models.items():
+        where = f"expert {name!r} (described in the mixture's checkpoint)"
+        _check_group_dims(model, obs, where)
+        _check_num_actions(model, num_actions, where)
+        actor = _build(model, "actor", obs, model["num_actions"], None, where, obs.device)
+        critic = _build(model, "critic", obs, 1, None, where, obs.device)
+        source = "described in the mixture's checkpoint"
+        experts.append(Expert(name, "", actor, critic, model["obs_groups"], source, model))
+    return experts
 
 
 def convert_rsl_rl_1x(model_state_dict: dict, architecture: dict, where: str) -> tuple[dict, dict, dict]:
@@ -264,6 +289,12 @@ def _check_group_dims(model: dict, obs: TensorDict, where: str) -> None:
                 )
 
 
+def _check_num_actions(model: dict, num_actions: int | None, where: str) -> None:
+    """The expert must write the env's action count (None: not checked)."""
+    if num_actions is not None and model["num_actions"] != num_actions:
+        raise CheckpointError(f"{where} outputs {model['num_actions']} actions but the env has {num_actions} actions")
+
+
 def _check_input_width(sd: dict, groups: list[str], obs: TensorDict, where: str, part: str) -> None:
     """A converted 1.x part's first layer must take as many inputs as its env groups provide."""
     missing = [g for g in groups if g not in obs.keys()]
@@ -282,14 +313,16 @@ def _check_input_width(sd: dict, groups: list[str], obs: TensorDict, where: str,
 
 
 def _build(
-    model: dict, part: str, obs: TensorDict, output_dim: int, state_dict: dict, where: str, device
+    model: dict, part: str, obs: TensorDict, output_dim: int, state_dict: dict | None, where: str, device
 ) -> MLPModel:
-    """Instantiate one part (``"actor"`` / ``"critic"``) and load its weights."""
+    """Instantiate one part (``"actor"`` / ``"critic"``) and load its weights (None: keep the initial ones)."""
     cfg = dict(model[part])
     cls = resolve_callable(cfg.pop("class_name", "rsl_rl.models:MLPModel"))
     if not (isinstance(cls, type) and issubclass(cls, MLPModel)) or cls.is_recurrent:
         raise CheckpointError(f"{where}: its {part} is a {cls}, only rsl_rl MLPModel experts are supported")
     net = cls(obs, model["obs_groups"], part, output_dim, **cfg).to(device)
+    if state_dict is None:
+        return net
     try:
         net.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:

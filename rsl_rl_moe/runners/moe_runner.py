@@ -17,7 +17,10 @@ Written to TensorBoard at every iteration (``<group>`` only with per-limb gating
   distances between tasks, lifetime counts).
 
 Checkpoints carry the tracker state (``infos["gate_selection"]``); :meth:`MoERunner.load` restores it,
-so resumed runs continue their windows. ``gate_logging.enabled: false`` switches the tracker and these tags off.
+so resumed runs continue their windows. They also carry each expert's model description
+(``infos["expert_models"]``; the expert weights are in the state dicts already), so with
+:func:`with_described_experts` a checkpoint plays, evaluates or resumes without the expert files.
+``gate_logging.enabled: false`` switches the tracker and these tags off.
 
 ``train_cfg["diagnostics"]`` adds gradient conflict, norm monitoring and heatmap images around each update
 (:mod:`rsl_rl_moe.runners.training_diagnostics`); ``diagnostics.enabled: false`` leaves ``alg.update`` untouched.
@@ -29,13 +32,34 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from rsl_rl.utils import resolve_callable
+
+from rsl_rl_moe.checkpoint import load_checkpoint
 from rsl_rl_moe.diagnostics.selection import ExpertSelectionTracker
-from rsl_rl_moe.modules.actor_critic_moe import MoEActor
+from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture, MoEActor
 from rsl_rl_moe.runners.runner import Runner
 from rsl_rl_moe.runners.training_diagnostics import DiagnosticsConfig, TrainingDiagnostics
 
 INFOS_KEY = "gate_selection"
 """Key of the tracker state in a checkpoint's ``infos``."""
+EXPERT_MODELS_KEY = "expert_models"
+"""Key of the experts' model descriptions ``{name: description}`` in a checkpoint's ``infos``."""
+
+
+def with_described_experts(train_cfg: dict, ckpt_path: str) -> dict:
+    """``train_cfg`` whose mixture models (actor / critic of an :class:`ExpertMixture` class) rebuild their experts
+    from the descriptions in checkpoint ``ckpt_path`` instead of the expert files; unchanged when the checkpoint
+    has none (e.g. not a mixture, or saved before descriptions were stored). Load ``ckpt_path`` into the runner
+    afterwards: it holds the experts' weights."""
+    models = (load_checkpoint(ckpt_path).get("infos") or {}).get(EXPERT_MODELS_KEY)
+    if not models:
+        return train_cfg
+    train_cfg = {**train_cfg}
+    for part in ("actor", "critic"):
+        cls = resolve_callable(train_cfg[part]["class_name"])
+        if isinstance(cls, type) and issubclass(cls, ExpertMixture):
+            train_cfg[part] = {**train_cfg[part], EXPERT_MODELS_KEY: models}
+    return train_cfg
 
 
 class MoERunner(Runner):
@@ -139,10 +163,19 @@ class MoERunner(Runner):
         return out
 
     def save(self, path: str, infos: dict | None = None) -> None:
-        """Save as :class:`Runner` does, with the tracker state in ``infos["gate_selection"]``."""
+        """Save as :class:`Runner` does, with the tracker state in ``infos["gate_selection"]`` and the experts'
+        descriptions in ``infos["expert_models"]``."""
+        infos = {**(infos or {}), EXPERT_MODELS_KEY: self.alg.get_policy().expert_models}
         if self.gate_tracker is not None:
-            infos = {**(infos or {}), INFOS_KEY: self.gate_tracker.state_dict()}
+            infos[INFOS_KEY] = self.gate_tracker.state_dict()
         super().save(path, infos)
+
+    def model_description(self) -> dict:
+        """As :class:`Runner`'s, without experts rebuilt from descriptions (those travel in ``infos``)."""
+        description = super().model_description()
+        for part in ("actor", "critic"):
+            description[part] = {k: v for k, v in description[part].items() if k != EXPERT_MODELS_KEY}
+        return description
 
     def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
         """Load as :class:`Runner` does and restore the tracker state when the checkpoint has one."""

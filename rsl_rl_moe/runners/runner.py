@@ -95,7 +95,8 @@ class Runner(OnPolicyRunner):
         if not is_self_describing(payload):
             return ""
         saved = {part: payload["infos"]["model"].get(part) for part in ("actor", "critic")}
-        differences = config_differences(saved, self._model_cfg)
+        current = self.model_description()
+        differences = config_differences(saved, {part: current[part] for part in ("actor", "critic")})
         if not differences:
             return ""
         run_dir = os.path.dirname(os.path.abspath(path))
