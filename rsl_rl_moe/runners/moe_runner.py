@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import torch
 from rsl_rl.env import VecEnv
-from tensordict import TensorDict
-
 from rsl_rl.utils import resolve_callable
+from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import load_checkpoint
 from rsl_rl_moe.diagnostics.selection import ExpertSelectionTracker
