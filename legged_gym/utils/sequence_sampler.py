@@ -12,17 +12,24 @@ File format (a pickled dict; ``scripts/make_tossing_data.py`` writes one)::
     }
 
 Sequences are resampled (linear interpolation) to the env's policy period at load time.
+
+Loading runs no code from the file: a restricted unpickler accepts plain data (dict, list, tuple, str,
+bytes, int, float, bool, None) and numeric numpy arrays/scalars (bool, int, uint, float, complex) and
+refuses every other global. Any pickle protocol works (protocols 0-2 store bytes through ``_codecs.encode``,
+which is allowed for latin-1 only).
 """
 
 from __future__ import annotations
 
+import math
 import os
-import pickle
+import reprlib
 
 import numpy as np
 import torch
 
 from legged_gym import LEGGED_GYM_ROOT_DIR
+from legged_gym.utils.plain_pickle import UnsafePickleError, load_plain_data
 
 SEQUENCE_FORMAT = "ee_target_sequences"
 
@@ -45,7 +52,9 @@ def load_sequences(file_path: str) -> tuple[list[np.ndarray], float]:
         raise _fail(path, "not found")
     try:
         with open(path, "rb") as f:
-            payload = pickle.load(f)
+            payload = load_plain_data(f.read())
+    except UnsafePickleError as exc:
+        raise _fail(path, str(exc)) from None
     except Exception as exc:
         raise _fail(path, f"cannot be unpickled ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != SEQUENCE_FORMAT:
@@ -53,14 +62,25 @@ def load_sequences(file_path: str) -> tuple[list[np.ndarray], float]:
     if payload.get("frame") != "base_yaw":
         raise _fail(path, f"frame {payload.get('frame')!r} is not supported (only 'base_yaw')")
     dt = payload.get("dt")
-    if not isinstance(dt, (int, float)) or dt <= 0:
-        raise _fail(path, f"dt must be a positive number of seconds, got {dt!r}")
+    dt_ok = isinstance(dt, (int, float, np.integer, np.floating)) and not isinstance(dt, (bool, np.bool_))
+    try:
+        dt_ok = dt_ok and math.isfinite(dt) and dt > 0
+    except OverflowError:  # an int too large for a float
+        dt_ok = False
+    if not dt_ok:
+        raise _fail(path, f"dt must be a finite positive number of seconds, got {reprlib.repr(dt)}")
     sequences = payload.get("sequences")
     if not isinstance(sequences, (list, tuple)) or len(sequences) == 0:
         raise _fail(path, "'sequences' must be a non-empty list of (T, 3) arrays")
     checked = []
     for i, seq in enumerate(sequences):
-        arr = np.asarray(seq, dtype=np.float64)
+        try:
+            arr = np.asarray(seq)
+        except ValueError as exc:
+            raise _fail(path, f"sequence {i} is not a (T, 3) array of numbers ({exc})") from exc
+        if arr.dtype.kind not in "iuf":
+            raise _fail(path, f"sequence {i} has dtype {arr.dtype}, expected numbers")
+        arr = arr.astype(np.float64)
         if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 2:
             raise _fail(path, f"sequence {i} has shape {arr.shape}, expected (T>=2, 3)")
         if not np.all(np.isfinite(arr)):
