@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from legged_gym.utils.buffers import InPlaceBuffer
 from legged_gym.utils.sequence_sampler import TargetSequenceSampler
 
 TASK_NAMES = ("locomotion", "reaching", "loco_reach")
@@ -32,11 +33,18 @@ class TaskCommands:
         policy_dt: policy period [s].
         generator: torch RNG.
 
-    Attributes (updated in place, never rebound: the env keeps views of them):
+    Attributes (assignment writes in place, :class:`~legged_gym.utils.buffers.InPlaceBuffer`: the env keeps views):
         task_ids: (N,) long, index into :data:`TASK_NAMES`.
         velocity: (N, 3) commanded (vx [m/s], vy [m/s], yaw rate [rad/s]) in the base frame.
         ee_target_b: (N, 3) end-effector target [m], base-yaw frame relative to the base origin.
+        steps_since_vel, steps_since_ee: (N,) long, policy steps since the last velocity / EE-target resample.
     """
+
+    task_ids = InPlaceBuffer()
+    velocity = InPlaceBuffer()
+    ee_target_b = InPlaceBuffer()
+    steps_since_vel = InPlaceBuffer()
+    steps_since_ee = InPlaceBuffer()
 
     def __init__(self, tasks_cfg: dict, ee_home_b: torch.Tensor, num_envs: int, policy_dt: float, generator):
         self.cfg = tasks_cfg

@@ -28,6 +28,7 @@ from legged_gym.envs import rewards as reward_terms
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
 from legged_gym.sim import make_backend
+from legged_gym.utils.buffers import ReadOnlyView, declare_in_place_buffers
 from legged_gym.utils.math import quat_from_yaw, rotate_inverse, rotation_matrices, world_to_yaw_frame
 
 POLICY_OBS_DIM = 69
@@ -59,7 +60,22 @@ class LeggedRobot(VecEnv):
 
     Args:
         cfg: the resolved ``env`` config (plain dict), see ``config/env_base/go2_piper.yaml``.
+
+    State that the env reads through numpy views (``episode_length_buf``, :data:`DERIVED_STATE`,
+    :data:`STEP_STATE`) is declared :class:`~legged_gym.utils.buffers.InPlaceBuffer` (below the class):
+    assigning it, as rsl_rl's ``learn(init_at_random_ep_len=True)`` and legged_gym-style subclasses do, writes
+    into the buffer the views read. The views of the simulator state are read-only attributes.
     """
+
+    base_pos = ReadOnlyView()
+    base_quat = ReadOnlyView()
+    base_height = ReadOnlyView()
+    _base_height_column = ReadOnlyView()
+    joint_pos = ReadOnlyView()
+    base_ang_vel_b = ReadOnlyView()
+    joint_vel = ReadOnlyView()
+    foot_vel_w = ReadOnlyView()
+    _trunk_touch = ReadOnlyView()
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -195,11 +211,18 @@ class LeggedRobot(VecEnv):
         return self.obs
 
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
-        """Apply (N, 18) actions for ``decimation`` physics steps; auto-reset finished envs."""
+        """Apply (N, 18) actions for ``decimation`` physics steps; auto-reset finished envs.
+
+        A non-finite action entry is applied as 0 (NaN) or the clip value (inf), and counted:
+        ``extras["episode"]["nonfinite_actions"]`` is the number of envs whose action had one, this step
+        (TensorBoard ``Episode/nonfinite_actions``, the mean per step over the iteration).
+        """
         if actions.shape != (self.num_envs, NUM_ACTIONS):
             raise ValueError(f"actions have shape {tuple(actions.shape)}, expected ({self.num_envs}, {NUM_ACTIONS})")
         clip = self.cfg["robot"]["clip_actions"]
-        self.actions = torch.nan_to_num(actions.detach().to(self.device, torch.float32)).clamp(-clip, clip)
+        actions = actions.detach().to(self.device, torch.float32)
+        nonfinite_actions = 0 if bool(actions.isfinite().all()) else int((~actions.isfinite().all(dim=1)).sum())
+        self.actions = torch.nan_to_num(actions).clamp(-clip, clip)  # NaN -> 0, +-inf -> +-clip
         self.joint_pos_target = torch.addcmul(self.default_joint_pos, self.action_scale, self.actions)
         self.sim.step(self.joint_pos_target.clamp(self._joint_low, self._joint_high), self.decimation)
 
@@ -214,12 +237,12 @@ class LeggedRobot(VecEnv):
 
         self.last_actions = self.actions.clone()
         self.last_joint_vel = self.joint_vel.clone()
-        extras = {"time_outs": self.time_out_buf.clone(), "episode": {}}
-        dones = self.reset_buf.clone()  # the attribute, not its buffer: a subclass may rebind it
+        extras = {"time_outs": self.time_out_buf.clone(), "episode": {"nonfinite_actions": nonfinite_actions}}
+        dones = self.reset_buf.clone()
         self.step_task_ids = self.commands.task_ids.clone()  # the task each env had during this step
         if dones.numpy().any():
             reset_ids = torch.from_numpy(np.flatnonzero(dones.numpy()))
-            extras["episode"] = self._episode_log(reset_ids)
+            extras["episode"] |= self._episode_log(reset_ids)
             self.reset_idx(reset_ids)
             self._refresh_state()
         self._push_robots()
@@ -446,3 +469,6 @@ class LeggedRobot(VecEnv):
             "task_id": commands.task_ids[:, None].float(),
         }
         return TensorDict(obs, batch_size=[self.num_envs], device=self.device, non_blocking=False)
+
+
+declare_in_place_buffers(LeggedRobot, ("episode_length_buf", *DERIVED_STATE, *STEP_STATE))

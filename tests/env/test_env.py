@@ -159,3 +159,15 @@ def test_a_subclass_may_rebind_reset_buf_as_legged_gym_code_does():
     env.step(torch.zeros(4, env.num_actions))
     _, _, dones, extras = env.step(torch.zeros(4, env.num_actions))
     assert dones.all() and (env.episode_length_buf == 0).all() and "terminated" in extras["episode"]
+
+
+def test_non_finite_actions_are_counted_not_hidden():
+    env = make_env(4, quiet=True)
+    actions = torch.zeros(4, env.num_actions)
+    actions[1, 3] = float("nan")
+    actions[2, 0] = float("inf")
+    _, _, _, extras = env.step(actions)
+    assert extras["episode"]["nonfinite_actions"] == 2
+    assert env.actions[1, 3] == 0.0 and env.actions[2, 0] == env.cfg["robot"]["clip_actions"]
+    _, _, _, extras = env.step(torch.zeros(4, env.num_actions))
+    assert extras["episode"]["nonfinite_actions"] == 0
