@@ -25,6 +25,7 @@ with ``torch.load(path, weights_only=True)``.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from importlib import metadata
@@ -68,11 +69,16 @@ def make_infos(model: dict, env: dict | None = None, **extra) -> dict:
 def save_checkpoint(path: str, payload: dict) -> None:
     """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
 
-    A run killed while saving leaves the previous file at ``path`` intact.
+    A run killed while saving leaves the previous file at ``path`` intact, and its temp file
+    (``.tmp_<pid>_*.pt``) is removed by the next save into that folder (:func:`remove_stale_temp_files`).
+
+    Raises:
+        CheckpointError: the disk (or quota) is full; nothing is left behind and the previous file is intact.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=folder)
+    remove_stale_temp_files(folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}_", suffix=".pt", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -82,10 +88,58 @@ def save_checkpoint(path: str, payload: dict) -> None:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if _is_disk_full(exc):
+            raise CheckpointError(
+                f"no space left on the device writing {path!r}: free some space (the previous checkpoints are intact)"
+            ) from exc
         raise
+
+
+TEMP_PREFIX = ".tmp_"
+
+
+def remove_stale_temp_files(folder: str) -> list[str]:
+    """Remove the temp files of :func:`save_checkpoint` in ``folder`` whose writing process is gone (a save that was
+    killed); returns their paths. Files of a live process (a save in progress elsewhere) are kept."""
+    removed = []
+    for name in os.listdir(folder):
+        if not (name.startswith(TEMP_PREFIX) and name.endswith(".pt")):
+            continue
+        pid = name[len(TEMP_PREFIX):].split("_", 1)[0]  # files of older versions carry no pid: stale
+        if pid.isdigit() and _process_alive(int(pid)):
+            continue
+        try:
+            os.remove(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """True for "no space left" / "quota exceeded", however torch's writer wrapped it."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "file write failed" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def load_checkpoint(path: str, override_hint: str = "ckpt_path", map_location: str | torch.device = "cpu") -> dict:

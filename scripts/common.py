@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 from contextlib import contextmanager
 
-import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
-from rsl_rl.utils import resolve_callable
+# Before torch loads OpenMP: idle OpenMP workers sleep instead of spinning, so two runs on one machine do not
+# take each other's cores (README, "Two runs on one machine"); export OMP_WAIT_POLICY=ACTIVE to opt out.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from rsl_rl.utils import resolve_callable  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
+from rsl_rl_moe.finite import NonFiniteError  # noqa: E402
 from rsl_rl_moe.runners import Runner, with_described_experts  # noqa: E402
+from rsl_rl_moe.runners.stopping import TrainingStopped  # noqa: E402
 from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 USER_ERRORS = (CheckpointError, SequenceFileError, FileNotFoundError, ValueError)
@@ -95,11 +102,46 @@ def rollout_threads(cfg: DictConfig):
     return torch_threads(cfg.runner.get("rollout_torch_threads"))
 
 
+EXIT_USER_ERROR = 2
+"""Exit code of a bad override, path or file (nothing was run)."""
+EXIT_NON_FINITE = 3
+"""Exit code of a training stopped by a NaN / inf (nothing saved after the last good checkpoint)."""
+
+
+def run_id() -> str:
+    """Part of the run folder name that two runs started in the same second on one machine never share: the
+    process id (``hydra.run.dir`` in ``config/train.yaml``; :func:`claim_run_dir` catches the rest)."""
+    return str(os.getpid())
+
+
+OmegaConf.register_new_resolver("run_id", run_id, replace=True)
+
+
+def claim_run_dir(run_dir: str) -> None:
+    """Mark ``run_dir`` as this run's (an exclusive create of ``<run_dir>/.run_owner``): a second run that resolves
+    the same folder (another machine on a shared disk) stops before writing anything."""
+    try:
+        fd = os.open(os.path.join(run_dir, ".run_owner"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise ValueError(f"run folder {run_dir!r} belongs to another run: give a different run_name=... or hydra.run.dir=...") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.uname().nodename} {os.getpid()}\n")
+
+
 @contextmanager
 def user_errors():
-    """Turn the errors a user can fix (bad path, bad file, bad size) into a one-line message and exit code 2."""
+    """Turn the errors a user can fix (bad path, bad file, bad size) into a one-line message and exit code 2,
+    a training stopped by a NaN / inf into one line and exit code 3, and a stop signal (the runner has saved and
+    said so) into exit code 128 + the signal number, without a traceback."""
     try:
         yield
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+    except NonFiniteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_NON_FINITE)
+    except TrainingStopped as exc:
+        sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)

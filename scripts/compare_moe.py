@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
+from validation import validate_config
 from legged_gym.utils.rollout import RolloutRecord, task_metrics
 from rsl_rl_moe.modules.experts import load_experts
 
@@ -36,8 +37,9 @@ BLEND_SWEEP = {"fixed_75_25": (0.75, 0.25), "fixed_25_75": (0.25, 0.75)}
 def configured_experts(cfg: DictConfig, env) -> list:
     """The base and arm experts named by ``runner.alg.actor_critic.{base,arm}_ckpt_path``, in that order."""
     ac = cfg.runner.alg.actor_critic
+    expert_tasks = OmegaConf.to_container(ac.expert_tasks) if "expert_tasks" in ac else None
     return load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
-                        "runner.alg.actor_critic")
+                        "runner.alg.actor_critic", expert_tasks=expert_tasks)
 
 
 def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
@@ -91,6 +93,7 @@ def evaluate(policy, env, steps: int) -> dict:
 @hydra.main(config_path="../config", config_name="train_moe_example", version_base=None)
 def main(cfg: DictConfig) -> None:
     with user_errors():
+        validate_config(cfg)
         runs = dict(cfg.get("compare", {}).get("runs", {}))
         steps = int(round(cfg.evaluate.duration_s / (cfg.env.robot.decimation * cfg.env.robot.timestep)))
         results = {}

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
+from validation import validate_config
 from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
 from legged_gym.utils.rollout import RolloutRecord
 from rsl_rl_moe.checkpoint import CheckpointError
@@ -52,6 +53,7 @@ def print_table(title: str, metrics: dict) -> None:
 @hydra.main(config_path="../config", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> None:
     with user_errors():
+        validate_config(cfg)
         if not cfg.ckpt_path:
             raise CheckpointError("evaluate needs a policy: add ckpt_path=<path to model_N.pt>")
         ev = cfg.evaluate

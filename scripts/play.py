@@ -27,11 +27,16 @@ import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors  # noqa: E402
+from validation import validate_config  # noqa: E402
 from legged_gym.utils.plotting import plot_tracking  # noqa: E402
 from legged_gym.utils.rollout import RolloutRecord, task_metrics  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
 from rsl_rl_moe.diagnostics import GateTimeline, open_live_figure  # noqa: E402
 from rsl_rl_moe.modules import MoEActor  # noqa: E402
+
+
+EXPORT_TOLERANCE = 1e-4
+"""Largest |exported - PyTorch| action difference accepted by the export check (float32 rounding is ~1e-6)."""
 
 
 def export_policy(runner, obs, out_dir: str) -> None:
@@ -56,10 +61,13 @@ def export_policy(runner, obs, out_dir: str) -> None:
     session = onnxruntime.InferenceSession(os.path.join(out_dir, "policy.onnx"))
     input_name = session.get_inputs()[0].name
     onnx_out = np.concatenate([session.run(None, {input_name: row[None]})[0] for row in actor_obs.numpy()])
-    print(
-        f"exported to {out_dir}: max |TorchScript - PyTorch| = {np.abs(jit_out - reference).max():.2e}, "
-        f"max |ONNX - PyTorch| = {np.abs(onnx_out - reference).max():.2e}"
-    )
+    jit_error, onnx_error = np.abs(jit_out - reference).max(), np.abs(onnx_out - reference).max()
+    print(f"exported to {out_dir}: max |TorchScript - PyTorch| = {jit_error:.2e}, max |ONNX - PyTorch| = {onnx_error:.2e}")
+    if not (np.isfinite(reference).all() and max(jit_error, onnx_error) <= EXPORT_TOLERANCE):  # NaN fails too
+        raise ValueError(
+            f"the exported policies in {out_dir} do not reproduce PyTorch's actions within {EXPORT_TOLERANCE} "
+            f"(TorchScript {jit_error:.2e}, ONNX {onnx_error:.2e}); do not deploy them"
+        )
 
 
 def save_plots(arrays: dict[str, np.ndarray], dt: float, out_dir: str, env_index: int = 0) -> None:
@@ -79,6 +87,7 @@ def save_plots(arrays: dict[str, np.ndarray], dt: float, out_dir: str, env_index
 @hydra.main(config_path="../config", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> None:
     with user_errors():
+        validate_config(cfg)
         if not cfg.ckpt_path:
             raise CheckpointError("play needs a policy: add ckpt_path=<path to model_N.pt>")
         seed_everything(cfg.seed)

@@ -40,8 +40,8 @@ def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):
     result = run_script("train.py", ["--config-name=train", "runner.max_iterations=1", *SMALL, "resume=true",
                                      f"ckpt_path={run_dir}/model_1.pt", f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resumed from" in result.stdout and "it     2/2" in result.stdout
-    assert os.path.isfile(tmp_path / "model_1.pt")
+    assert "resumed from" in result.stdout and "it     3/3" in result.stdout  # model_1 finished iteration 1
+    assert os.path.isfile(tmp_path / "model_2.pt")
 
 
 def test_play_reports_metrics_plots_and_exports(trained_run):

@@ -171,6 +171,19 @@ class GradientConflictMonitor:
     def group_names(self) -> list[str]:
         return list(self._group_index)
 
+    def state_dict(self) -> dict[str, list[list[int]]]:
+        """The window of ``conflict_frequency``: ``{group: [[negative_pairs, valid_pairs], ...]}``, oldest first
+        (plain lists: a checkpoint stays loadable with ``weights_only=True``)."""
+        return {name: [list(entry) for entry in history] for name, history in self._history.items()}
+
+    def load_state_dict(self, state: Mapping[str, Sequence[Sequence[int]]]) -> None:
+        """Restore the window of :meth:`state_dict` (groups unknown here are ignored), so a resumed run's
+        ``conflict_frequency`` continues over the same calls."""
+        for name, entries in state.items():
+            if name in self._history:
+                self._history[name].clear()
+                self._history[name].extend((int(n), int(v)) for n, v in entries)
+
     def _flat_grad(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
         """(sum of numel,) float64 gradient of ``loss`` w.r.t. ``params``; zeros where unused."""
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)

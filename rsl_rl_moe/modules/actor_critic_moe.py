@@ -237,6 +237,7 @@ class MoEActor(ExpertMixture):
         legacy_architectures: dict[str, dict] | None = None,
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
         expert_models: dict[str, dict] | None = None,
+        expert_tasks: dict[str, str | None] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` = A actions).
@@ -260,6 +261,8 @@ class MoEActor(ExpertMixture):
         override_prefix: config path named in error messages.
         expert_models: ``{name: description}`` from a mixture checkpoint's ``infos["expert_models"]``: rebuild
             these experts (weights to come from that checkpoint) instead of reading the expert files.
+        expert_tasks: ``{name: task}``: the task (env name) each expert file should record; a file recording
+            another loads with a warning naming both (:func:`rsl_rl_moe.modules.experts.load_expert`).
         """
         if blend not in BLENDS:
             raise ValueError(f"unknown blend {blend!r}: choose one of {list(BLENDS)}")
@@ -272,7 +275,7 @@ class MoEActor(ExpertMixture):
             )
         experts = load_experts(
             obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
-            expert_models,
+            expert_models, expert_tasks,
         )
         group_names, action_to_group = _resolve_action_groups(action_groups, output_dim)
         super().__init__(
@@ -480,11 +483,12 @@ class MoECritic(ExpertMixture):
         legacy_architectures: dict[str, dict] | None = None,
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
         expert_models: dict[str, dict] | None = None,
+        expert_tasks: dict[str, str | None] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` must be 1).
         base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, freeze_experts, legacy_architectures,
-        override_prefix, expert_models: as for :class:`MoEActor` (use the same experts).
+        override_prefix, expert_models, expert_tasks: as for :class:`MoEActor` (use the same experts).
         obs_moe: config of this critic's own gate (keys of :class:`ObsMoE`), reading the critic observation set.
         residual_hidden_dims: hidden widths of the residual MLP; None: no residual.
         residual_activation: activation of the residual MLP.
@@ -493,7 +497,7 @@ class MoECritic(ExpertMixture):
             raise ValueError(f"MoECritic outputs a value (output_dim=1), got output_dim={output_dim}")
         experts = load_experts(
             obs, None, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
-            expert_models,
+            expert_models, expert_tasks,
         )
         super().__init__(obs, obs_groups, obs_set, experts, "critic", freeze_experts, obs_moe, None)
         if residual_hidden_dims is None:

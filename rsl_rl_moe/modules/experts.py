@@ -12,12 +12,15 @@ Accepted files:
 Everything else (rsl_rl 2.x-4.x layouts, a 5.x runner file without a model description) is refused
 with a message saying what was found. Observation widths and the action count are checked against
 the environment before any weight is loaded; errors name both numbers and the override that sets
-the path.
+the path. A caller that knows which task each expert is for passes ``expected_task`` / ``expert_tasks``: a
+self-describing file that records another task (``infos["env"]["name"]``, the env it was trained on) loads
+with an :class:`ExpertTaskWarning` naming both.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +30,13 @@ from rsl_rl.utils import resolve_callable
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint
+from rsl_rl_moe.finite import first_nonfinite, state_dict_entries
 
 _LEGACY_1X_KEY = re.compile(r"^(actor|critic)\.\d+\.(weight|bias)$")
+
+
+class ExpertTaskWarning(UserWarning):
+    """An expert file records a task (the name of the env it was trained on) other than the one expected of it."""
 
 
 @dataclass
@@ -100,9 +108,12 @@ def load_experts(
     legacy_architectures: dict[str, dict] | None,
     override_prefix: str,
     expert_models: dict[str, dict] | None = None,
+    expert_tasks: dict[str, str | None] | None = None,
 ) -> list[Expert]:
     """Load every configured expert (see :func:`expert_paths` and :func:`load_expert`), in order; with
-    ``expert_models`` (a mixture checkpoint's descriptions), rebuild those instead and read no file."""
+    ``expert_models`` (a mixture checkpoint's descriptions), rebuild those instead and read no file.
+    ``expert_tasks``: ``{expert name: task its file should record}`` (``override_prefix.expert_tasks``); names
+    not configured as experts and None values are not checked."""
     if expert_models:
         return experts_from_models(expert_models, obs, num_actions)
     return [
@@ -115,6 +126,8 @@ def load_experts(
             (legacy_architectures or {}).get(name),
             f"{override_prefix}.legacy_architectures.{name}",
             device=obs.device,
+            expected_task=(expert_tasks or {}).get(name),
+            expected_task_override=f"{override_prefix}.expert_tasks.{name}",
         )
         for name, (path, override) in expert_paths(base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, override_prefix).items()
     ]
@@ -129,6 +142,8 @@ def load_expert(
     legacy_architecture: dict | None = None,
     legacy_override: str = "legacy_architectures.<expert>",
     device: str | torch.device = "cpu",
+    expected_task: str | None = None,
+    expected_task_override: str = "expert_tasks.<expert>",
 ) -> Expert:
     """Rebuild the expert stored at ``path`` for an env whose observations look like ``obs``.
 
@@ -143,9 +158,14 @@ def load_expert(
             ``obs_groups`` (default ``{"actor": ["policy"], "critic": <actor groups>}``).
         legacy_override: the config override that sets ``legacy_architecture``, named in messages.
         device: device of the rebuilt models.
+        expected_task: the task this expert is used for (the env name its file should record in
+            ``infos["env"]["name"]``); None: not checked. A file recording another task still loads, with an
+            :class:`ExpertTaskWarning` naming both; files that record none (rsl_rl 1.x) are not checked.
+        expected_task_override: the config override that sets ``expected_task``, named in the warning.
 
     Raises:
-        CheckpointError: missing / unreadable / unsupported file, or sizes that differ from the env's.
+        CheckpointError: missing / unreadable / unsupported file, sizes that differ from the env's, or a NaN / inf
+            weight (named).
     """
     payload = load_checkpoint(path, override_hint=override, map_location=device)
     where = f"expert {name!r} ({path!r}, set with `{override}=...`)"
@@ -154,6 +174,7 @@ def load_expert(
         actor_sd, critic_sd = payload["actor_state_dict"], payload["critic_state_dict"]
         source = "self-describing"
         _check_group_dims(model, obs, where)
+        _warn_on_other_task(payload["infos"], expected_task, expected_task_override, where)
     elif _is_rsl_rl_1x(payload):
         if legacy_architecture is None:
             raise CheckpointError(
@@ -170,6 +191,9 @@ def load_expert(
     else:
         raise CheckpointError(f"{where}: unsupported checkpoint layout: {_describe_layout(payload)}")
     _check_num_actions(model, num_actions, where)
+    nonfinite = first_nonfinite(state_dict_entries({"actor": actor_sd, "critic": critic_sd}))
+    if nonfinite is not None:
+        raise CheckpointError(f"{where} holds non-finite weights: {nonfinite}")
     actor = _build(model, "actor", obs, model["num_actions"], actor_sd, where, device)
     critic = _build(model, "critic", obs, 1, critic_sd, where, device)
     return Expert(name, path, actor, critic, model["obs_groups"], source, model)
@@ -287,6 +311,19 @@ def _check_group_dims(model: dict, obs: TensorDict, where: str) -> None:
                     f"{where}: observation group {group!r} has {expected} values in the expert "
                     f"but {got} in the env"
                 )
+
+
+def _warn_on_other_task(infos: dict, expected_task: str | None, expected_override: str, where: str) -> None:
+    """Warn when the file records a task (``infos["env"]["name"]``) other than ``expected_task``."""
+    recorded = (infos.get("env") or {}).get("name")
+    if expected_task is None or recorded is None or recorded == expected_task:
+        return
+    warnings.warn(
+        f"{where} was trained on task {recorded!r} but its role expects task {expected_task!r} "
+        f"(`{expected_override}`): check the path, or set `{expected_override}={recorded}` (or null) if intended",
+        ExpertTaskWarning,
+        stacklevel=2,
+    )
 
 
 def _check_num_actions(model: dict, num_actions: int | None, where: str) -> None:

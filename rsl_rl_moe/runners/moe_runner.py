@@ -16,8 +16,8 @@ Written to TensorBoard at every iteration (``<group>`` only with per-limb gating
   configured ``windows`` (mean weights, argmax frequencies, entropies, near-one-hot and zero shares,
   distances between tasks, lifetime counts).
 
-Checkpoints carry the tracker state (``infos["gate_selection"]``); :meth:`MoERunner.load` restores it,
-so resumed runs continue their windows. They also carry each expert's model description
+Checkpoints carry the tracker state (``infos["gate_selection"]``) and the diagnostics' conflict-frequency window
+(``infos["diagnostics"]``); :meth:`MoERunner.load` restores both, so resumed runs continue their windows. They also carry each expert's model description
 (``infos["expert_models"]``; the expert weights are in the state dicts already), so with
 :func:`with_described_experts` a checkpoint plays, evaluates or resumes without the expert files.
 ``gate_logging.enabled: false`` switches the tracker and these tags off.
@@ -41,6 +41,8 @@ from rsl_rl_moe.runners.training_diagnostics import DiagnosticsConfig, TrainingD
 
 INFOS_KEY = "gate_selection"
 """Key of the tracker state in a checkpoint's ``infos``."""
+DIAGNOSTICS_KEY = "diagnostics"
+"""Key of the training diagnostics' state (the conflict-frequency window) in a checkpoint's ``infos``."""
 EXPERT_MODELS_KEY = "expert_models"
 """Key of the experts' model descriptions ``{name: description}`` in a checkpoint's ``infos``."""
 
@@ -162,11 +164,13 @@ class MoERunner(Runner):
         return out
 
     def save(self, path: str, infos: dict | None = None) -> None:
-        """Save as :class:`Runner` does, with the tracker state in ``infos["gate_selection"]`` and the experts'
-        descriptions in ``infos["expert_models"]``."""
+        """Save as :class:`Runner` does, with the tracker state in ``infos["gate_selection"]``, the diagnostics'
+        state in ``infos["diagnostics"]`` and the experts' descriptions in ``infos["expert_models"]``."""
         infos = {**(infos or {}), EXPERT_MODELS_KEY: self.alg.get_policy().expert_models}
         if self.gate_tracker is not None:
             infos[INFOS_KEY] = self.gate_tracker.state_dict()
+        if self.diagnostics is not None:
+            infos[DIAGNOSTICS_KEY] = self.diagnostics.state_dict()
         super().save(path, infos)
 
     def model_description(self) -> dict:
@@ -177,10 +181,13 @@ class MoERunner(Runner):
         return description
 
     def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
-        """Load as :class:`Runner` does and restore the tracker state when the checkpoint has one."""
+        """Load as :class:`Runner` does and restore the tracker and diagnostics states the checkpoint has."""
         infos = super().load(path, load_cfg, strict, map_location)
         state = (infos or {}).get(INFOS_KEY)
         if state is not None and self.gate_tracker is not None:
             self.gate_tracker.load_state_dict(state)
             self._logged_env_steps = {task: c["env_steps"] for task, c in self.gate_tracker.lifetime_counts().items()}
+        diagnostics_state = (infos or {}).get(DIAGNOSTICS_KEY)
+        if diagnostics_state is not None and self.diagnostics is not None:
+            self.diagnostics.load_state_dict(diagnostics_state)
         return infos

@@ -7,14 +7,28 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 
 import torch
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 
 from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint, make_infos, save_checkpoint
+from rsl_rl_moe.finite import (
+    NonFiniteError,
+    check_gradients,
+    check_rollout,
+    check_update,
+    first_nonfinite,
+    state_dict_entries,
+)
 from rsl_rl_moe.runners.progress import ProgressLogger
+from rsl_rl_moe.runners.stopping import TrainingStopped, stop_signals_raise
 from rsl_rl_moe.runners.threads import torch_threads
+
+
+ROLLOUT_BUFFERS = ("rewards", "values", "returns", "advantages")
+"""Rollout storage buffers checked for NaN / inf before each update."""
 
 
 class Runner(OnPolicyRunner):
@@ -44,6 +58,7 @@ class Runner(OnPolicyRunner):
         self.logger.progress = train_cfg.get("progress", "line")
         self.logger.scalar_sources = []
         self.env_description = env_description or {}
+        self.last_saved_path: str | None = None
 
     def model_description(self) -> dict:
         """What :func:`rsl_rl_moe.checkpoint.make_infos` needs to rebuild actor and critic."""
@@ -60,15 +75,17 @@ class Runner(OnPolicyRunner):
         payload["iter"] = self.current_learning_iteration
         payload["infos"] = make_infos(self.model_description(), self.env_description, **(infos or {}))
         save_checkpoint(path, payload)
+        self.last_saved_path = path
         self.logger.save_model(path, self.current_learning_iteration)
 
     def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
-        """Resume from ``path``; the checkpoint must come from a model of the same sizes. A checkpoint without
+        """Resume from ``path`` (training continues with the iteration after the checkpoint's ``iter``); the
+        checkpoint must come from a model of the same sizes, with finite weights. A checkpoint without
         optimizer state (e.g. a shipped expert, see ``scripts/ship_expert.py``) loads its models and iteration
         only, unless ``load_cfg`` says otherwise; training then continues with a fresh optimizer.
 
         Raises:
-            CheckpointError: missing/corrupt file, or a checkpoint whose sizes differ from this env / config.
+            CheckpointError: missing/corrupt file, non-finite weights, or sizes that differ from this env / config.
         """
         payload = load_checkpoint(path, override_hint="ckpt_path", map_location=map_location or self.device)
         if not {"actor_state_dict", "critic_state_dict"} <= payload.keys():
@@ -77,6 +94,9 @@ class Runner(OnPolicyRunner):
                 "(actor_state_dict, critic_state_dict). Older rsl_rl formats cannot be resumed; "
                 "load them as frozen experts instead."
             )
+        nonfinite = first_nonfinite(state_dict_entries({k: payload[k] for k in ("actor_state_dict", "critic_state_dict")}))
+        if nonfinite is not None:
+            raise CheckpointError(f"{path!r} holds non-finite weights: {nonfinite}; refusing to run or resume it")
         if is_self_describing(payload):
             self._check_compatible(path, payload["infos"]["model"])
         if load_cfg is None and "optimizer_state_dict" not in payload:
@@ -86,7 +106,7 @@ class Runner(OnPolicyRunner):
         except RuntimeError as exc:
             raise CheckpointError(f"{path!r} does not fit this model: {exc}{self._settings_hint(path, payload)}") from exc
         if load_iteration:
-            self.current_learning_iteration = payload["iter"]
+            self.current_learning_iteration = payload["iter"] + 1  # "iter" is the last finished iteration
         return payload["infos"]
 
     def _settings_hint(self, path: str, payload: dict) -> str:
@@ -121,28 +141,71 @@ class Runner(OnPolicyRunner):
                 )
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
-        """As rsl_rl, but a failure mid-run still leaves a checkpoint of the last finished iteration, and
-        rollouts run with ``train_cfg["rollout_torch_threads"]`` torch threads (the update with all;
-        see :mod:`rsl_rl_moe.runners.threads`)."""
+        """As rsl_rl, plus:
+
+        - the rollout (rewards, values, returns, advantages) before each update, the gradients before each
+          optimizer step and the losses and parameters after each update are checked: the first NaN or inf stops
+          training with a :class:`~rsl_rl_moe.finite.NonFiniteError` naming the iteration and where, before it
+          reaches the parameters; nothing is saved then (the last periodic checkpoint stays the last good one);
+        - any other way out (Ctrl-C, SIGTERM, an exception) saves the last finished iteration's models first, as
+          ``model_<it>.pt`` (atomically), then re-raises;
+        - rollouts run with ``train_cfg["rollout_torch_threads"]`` torch threads, the update with all
+          (see :mod:`rsl_rl_moe.runners.threads`).
+
+        A checkpoint's ``iter`` is the last finished iteration; :meth:`load` continues with the next one.
+        """
         update = self.alg.update
         learner_threads = torch.get_num_threads()
+        first_iteration = self.current_learning_iteration
+        self.last_finished_iteration = first_iteration - 1
 
-        def update_with_learner_threads(*args, **kwargs):
+        named_parameters = [(f"{part}.{name}", p) for part, model in (("actor", self.alg.actor), ("critic", self.alg.critic))
+                            for name, p in model.named_parameters() if p.requires_grad]
+
+        def checked_update(*args, **kwargs):
+            iteration = self.last_finished_iteration + 1
+            storage = self.alg.storage
+            check_rollout({f"storage.{k}": getattr(storage, k, None) for k in ROLLOUT_BUFFERS}, iteration)
             with torch_threads(learner_threads):
-                return update(*args, **kwargs)
+                losses = update(*args, **kwargs)
+            check_update(losses, named_parameters, iteration)
+            self.last_finished_iteration = iteration
+            return losses
 
-        self.alg.update = update_with_learner_threads
+        def check_gradients_before_step(optimizer, args, kwargs):
+            check_gradients(named_parameters, self.last_finished_iteration + 1)
+
+        self.alg.update = checked_update
+        gradient_check = self.alg.optimizer.register_step_pre_hook(check_gradients_before_step)
         try:
-            with torch_threads(self.cfg.get("rollout_torch_threads")):
+            with stop_signals_raise(), torch_threads(self.cfg.get("rollout_torch_threads")):
                 super().learn(num_learning_iterations, init_at_random_ep_len)
-        except KeyboardInterrupt:
-            if self.logger.writer is not None:
-                path = os.path.join(self.logger.log_dir, f"model_{self.current_learning_iteration}.pt")
-                self.save(path)
-                print(f"interrupted: saved {path}")
+        except NonFiniteError as exc:
+            self._flush_writer()
+            last = f"the last checkpoint is {self.last_saved_path}" if self.last_saved_path else "no checkpoint was saved"
+            raise NonFiniteError(f"{exc}; nothing saved after it, {last}") from None
+        except BaseException as exc:
+            if self.last_finished_iteration >= first_iteration:
+                self._save_on_the_way_out(exc)
+            self._flush_writer()
             raise
         finally:
             self.alg.update = update
+            gradient_check.remove()
+
+    def _save_on_the_way_out(self, exc: BaseException) -> None:
+        """Save the last finished iteration when training ends early (no-op on ranks / runs that do not write)."""
+        if self.logger.writer is None:
+            return
+        self.current_learning_iteration = self.last_finished_iteration
+        path = os.path.join(self.logger.log_dir, f"model_{self.last_finished_iteration}.pt")
+        self.save(path)
+        reason = str(exc) if isinstance(exc, TrainingStopped) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"training ended early ({reason}): saved {path}", file=sys.stderr, flush=True)
+
+    def _flush_writer(self) -> None:
+        if self.logger.writer is not None:
+            self.logger.writer.flush()
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

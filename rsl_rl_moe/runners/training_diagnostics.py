@@ -191,6 +191,15 @@ class TrainingDiagnostics:
                     frozen |= {f"{name}_{part}": expert for name, expert in model.experts.items()}
             self.norms = NormMonitor(self.groups, frozen, self.cfg.monitor_norm_freq)
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue its windows: the conflict monitor's (see
+        :meth:`GradientConflictMonitor.state_dict`)."""
+        return {"conflict": self.conflict.state_dict()} if self.conflict is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.conflict is not None and "conflict" in state:
+            self.conflict.load_state_dict(state["conflict"])
+
     def _due(self, interval: int) -> bool:
         return interval > 0 and self.iteration % interval == 0
 
