@@ -77,3 +77,26 @@ def test_task_ids_without_names_and_plain_actors_are_refused(expert_files):
                     "distribution_cfg": {"class_name": "GaussianDistribution"}}  # fmt: skip
     with pytest.raises(ValueError, match="rsl_rl_moe.runners:Runner"):
         MoERunner(LinearEnv(), cfg, log_dir=None, env_description={"task_names": TASKS})
+
+
+def test_resume_continues_the_counters_and_windows_exactly(tmp_path, expert_files):
+    """2 iterations, then 2 more from the checkpoint: the same selection counts and conflict window as 4 in one go
+    (the saved iteration is not trained, nor counted, twice)."""
+    cfg = runner_cfg(expert_files) | {"diagnostics": {"conflict_interval": 1, "noise_floor": False,
+                                                      "monitor_norm_freq": 0, "image_interval": 0}}
+    straight = MoERunner(LinearEnv(), cfg, log_dir=None, env_description={"task_names": TASKS})
+    straight.learn(4)
+    first = MoERunner(LinearEnv(), cfg, log_dir=str(tmp_path / "a"), env_description={"task_names": TASKS})
+    first.learn(2)
+    resumed = MoERunner(LinearEnv(), cfg, log_dir=str(tmp_path / "b"), env_description={"task_names": TASKS})
+    resumed.load(str(tmp_path / "a" / "model_1.pt"))
+    assert resumed.current_learning_iteration == 2
+    resumed.learn(2)
+    assert resumed.gate_tracker.lifetime_counts() == straight.gate_tracker.lifetime_counts() == {
+        task: {"env_steps": 16, "rows": 64} for task in TASKS
+    }
+    history = resumed.diagnostics.conflict.state_dict()
+    assert {name: len(entries) for name, entries in history.items()} == {
+        name: 4 for name in straight.diagnostics.conflict.state_dict()
+    }
+    assert [event.step for event in read_events(str(tmp_path / "b")).Scalars("Loss/surrogate")] == [2, 3]
