@@ -3,6 +3,7 @@
     python scripts/benchmark.py                        # env.step vs raw mujoco.batch at N=256,1024; training
     python scripts/benchmark.py --num-envs 1024 --train-iterations 5
     python scripts/benchmark.py --sections moe-diagnostics   # MoE diagnostics overhead (a few minutes)
+    python scripts/benchmark.py --sections two-runs          # two trainings at once, per OpenMP wait policy
 
 Prints:
 - raw ``mujoco.batch`` policy steps/s of the same model (the env's per-env randomised parameters
@@ -23,30 +24,40 @@ Prints:
   images are amortised as in training (rsl_rl repeats the last iteration number at each learn() call).
   Experts: resources/checkpoints/{base,arm}_expert.pt when present, else two default-size experts trained
   for one iteration into a temp folder (enough for timing: the cost does not depend on their skill).
+- ``two-runs`` (not run by default): the training section in a child process alone, then in two child processes
+  at once, for each OpenMP wait policy: ``PASSIVE`` (the scripts' default, ``scripts/common.py``) and libgomp's
+  own default (the variable unset: the child imports torch before the scripts can set it). Reports each
+  child's env-steps/s and its ratio to the lone run of the same policy.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
 
-import mujoco
-import mujoco.batch
-import numpy as np
-import torch
-from hydra import compose, initialize_config_dir
+from common import env_config, make_env, make_runner, seed_everything  # first: sets OpenMP's wait policy
 
-from common import env_config, make_env, make_runner, seed_everything
-from rsl_rl_moe.runners.threads import torch_threads
+import mujoco  # noqa: E402
+import mujoco.batch  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
-SECTIONS = ("stepping", "training", "moe-diagnostics")
+SECTIONS = ("stepping", "training", "moe-diagnostics", "two-runs")
+WAIT_POLICIES = ("PASSIVE", "unset")
+"""OpenMP wait policies of the two-runs section: the scripts' default, and libgomp's own (variable unset)."""
 
 
 def compose_cfg(overrides: list[str], config_name: str = "train"):
@@ -272,6 +283,44 @@ def training_rate(args) -> None:
     print(f"peak RSS of this process: {peak_rss_gb:.2f} GB")
 
 
+def training_child(args, policy: str) -> list[str]:
+    """Command of a child process running this script's training section under OpenMP wait ``policy``."""
+    argv = [os.path.abspath(__file__), "--sections", "training", "--train-envs", str(args.train_envs),
+            "--train-iterations", str(args.train_iterations), *args.overrides]
+    if policy == "unset":  # torch (and so libgomp) loaded before scripts/common.py could set the variable
+        code = (f"import os, sys, runpy, torch; sys.argv = {argv!r}; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+                "runpy.run_path(sys.argv[0], run_name='__main__')")
+        return [sys.executable, "-c", code]
+    return [sys.executable, *argv]
+
+
+def child_rates(commands: list[list[str]], env: dict) -> list[float]:
+    """Start ``commands`` together; the env-steps/s each printed for its training section."""
+    processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands]
+    outputs = [p.communicate()[0] for p in processes]
+    rates = []
+    for output in outputs:
+        found = re.search(r"([\d,]+) env-steps/s", output)
+        if found is None:
+            raise RuntimeError(f"a training child printed no rate:\n{output[-2000:]}")
+        rates.append(float(found.group(1).replace(",", "")))
+    return rates
+
+
+def two_runs(args) -> None:
+    print(f"\n== two trainings at once (N={args.train_envs}, {args.train_iterations} iterations each), per OpenMP wait "
+          "policy: env-steps/s of each run, and its ratio to one run alone ==")
+    print(f"{'OMP_WAIT_POLICY':>16} {'alone':>10} {'run 1 of 2':>12} {'run 2 of 2':>12} {'ratio':>12}")
+    for policy in WAIT_POLICIES:
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if policy != "unset":
+            env["OMP_WAIT_POLICY"] = policy
+        (alone,) = child_rates([training_child(args, policy)], env)
+        pair = child_rates([training_child(args, policy)] * 2, env)
+        ratios = ", ".join(f"{rate / alone:.2f}" for rate in pair)
+        print(f"{policy:>16} {alone:>10,.0f} {pair[0]:>12,.0f} {pair[1]:>12,.0f} {ratios:>12}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
@@ -288,13 +337,15 @@ def main() -> None:
     args = parser.parse_args()
     seed_everything(0)
     print(f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}, os.cpu_count() {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     if "stepping" in args.sections:
         stepping_rates(args)
     if "training" in args.sections:
         training_rate(args)
     if "moe-diagnostics" in args.sections:
         moe_diagnostics_overhead(args)
+    if "two-runs" in args.sections:
+        two_runs(args)
 
 
 if __name__ == "__main__":
