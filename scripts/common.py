@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 from contextlib import contextmanager
 
 # Before torch loads OpenMP: idle OpenMP workers sleep instead of spinning, so two runs on one machine do not
@@ -24,6 +25,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
+from rsl_rl_moe.distributed import (  # noqa: E402
+    ProcessInfo,
+    broadcast_object,
+    device_for_rank,
+    init_process_group,
+    process_info,
+)
 from rsl_rl_moe.finite import NonFiniteError  # noqa: E402
 from rsl_rl_moe.runners import Runner, with_described_experts  # noqa: E402
 from rsl_rl_moe.runners.stopping import TrainingStopped  # noqa: E402
@@ -114,7 +122,45 @@ def run_id() -> str:
     return str(os.getpid())
 
 
+def run_dir_of_this_rank(run_dir: str) -> str:
+    """``hydra.run.dir`` of this process: ``run_dir`` in a single process and on global rank 0 of a torchrun job;
+    a private temp folder on the other ranks (hydra writes its files there; they write nothing else, and take
+    rank 0's run folder from :func:`join_processes`)."""
+    info = process_info()
+    if info.rank == 0:
+        return run_dir
+    return os.path.join(tempfile.gettempdir(), f"go2_piper_moe_rank{info.rank}_{os.getpid()}")
+
+
 OmegaConf.register_new_resolver("run_id", run_id, replace=True)
+OmegaConf.register_new_resolver("run_dir_of_this_rank", run_dir_of_this_rank, replace=True)
+
+
+def join_processes(cfg: DictConfig, run_dir: str) -> tuple[ProcessInfo, str]:
+    """Under torchrun, make this process one part of the job before anything is built, and return
+    ``(its place, the run folder of rank 0)``; in a single process: ``(one process, run_dir)``, cfg unchanged.
+
+    In ``cfg``: ``device=cuda`` becomes ``cuda:<LOCAL_RANK>``; ``seed`` (and so the env's) becomes ``seed + RANK``
+    (each rank's envs and action noise differ); ``env.nthread`` (0: all cores) becomes the machine's cores divided
+    among its processes, as do torch's threads. The process group is joined (gloo on CPU, NCCL on CUDA).
+    """
+    info = process_info()
+    if not info.is_distributed:
+        return info, run_dir
+    cfg.device = device_for_rank(cfg.device, info)
+    init_process_group(cfg.device, info)
+    cores = max(1, (os.cpu_count() or 1) // info.local_world_size)
+    torch.set_num_threads(cores)
+    if int(cfg.env.get("nthread", 0)) == 0:
+        cfg.env.nthread = cores
+    cfg.seed = int(cfg.seed) + info.rank
+    return info, broadcast_object(run_dir)
+
+
+def leave_processes() -> None:
+    """Leave the torchrun job's process group (no-op in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def claim_run_dir(run_dir: str) -> None:

@@ -6,7 +6,9 @@ How it hooks into rollouts: rsl_rl's ``learn()`` calls ``alg.act(obs)`` then ``e
 rollout step. The runner wraps ``alg.act``: after the actor's forward it records the actor's
 ``last_gate_weights`` ``(N, E)`` (or ``(N, G, E)`` for per-limb gating) together with the env's task
 index ``obs[task_obs_group]`` ``(N, 1)`` into an :class:`~rsl_rl_moe.diagnostics.ExpertSelectionTracker`
-(torch ops, O(1) in the history length). Envs without that group count as one task ``"all"``.
+(torch ops, O(1) in the history length). Envs without that group count as one task ``"all"``. Under torchrun each
+step's weights and task ids are gathered from every rank first (in ``alg.act``, which every rank runs), so every
+rank's tracker counts the envs of the whole job and rank 0 logs them.
 
 Written to TensorBoard at every iteration (``<group>`` only with per-limb gating):
 
@@ -34,6 +36,7 @@ from rsl_rl.utils import resolve_callable
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import load_checkpoint
+from rsl_rl_moe.distributed import all_gather_rows
 from rsl_rl_moe.diagnostics.selection import ExpertSelectionTracker
 from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture, MoEActor
 from rsl_rl_moe.runners.runner import Runner
@@ -133,7 +136,9 @@ class MoERunner(Runner):
         """``alg.act(obs)``, then record the actor's gate weights of this step with the envs' task ids."""
         actions = self._act(obs)
         task_ids = obs[self.task_obs_group] if self.task_obs_group in obs.keys() else self._single_task
-        self.gate_tracker.record(self.alg.get_policy().last_gate_weights, task_ids)
+        weights = self.alg.get_policy().last_gate_weights
+        # under torchrun every rank records every rank's envs (same tracker everywhere; rank 0 logs it)
+        self.gate_tracker.record(all_gather_rows(weights), all_gather_rows(task_ids))
         return actions
 
     def _update_with_diagnostics(self) -> dict[str, float]:

@@ -14,6 +14,7 @@ from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 
 from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint, make_infos, save_checkpoint
+from rsl_rl_moe.distributed import any_rank, device_for_rank, init_process_group, process_info
 from rsl_rl_moe.finite import (
     NonFiniteError,
     check_gradients,
@@ -59,6 +60,24 @@ class Runner(OnPolicyRunner):
         self.logger.scalar_sources = []
         self.env_description = env_description or {}
         self.last_saved_path: str | None = None
+
+    def _configure_multi_gpu(self) -> None:
+        """rsl_rl's multi-process set-up, for CPU processes too: under torchrun (``WORLD_SIZE`` > 1) join the process
+        group (gloo on CPU, NCCL on CUDA; an existing group is reused) and give rsl_rl its ``multi_gpu`` config, with
+        which it broadcasts parameters, averages gradients and synchronises the learning rate and normalisers.
+        The learner device must be ``cpu`` or ``cuda:<LOCAL_RANK>`` (:func:`rsl_rl_moe.distributed.device_for_rank`).
+        """
+        info = process_info()
+        self.gpu_world_size = info.world_size
+        self.is_distributed = info.is_distributed
+        self.gpu_local_rank, self.gpu_global_rank = info.local_rank, info.rank
+        if not info.is_distributed:
+            self.cfg["multi_gpu"] = None
+            return
+        if device_for_rank(str(self.device), info) != str(self.device):
+            raise ValueError(f"device={self.device}: this process (local rank {info.local_rank}) must use cuda:{info.local_rank}")
+        self.cfg["multi_gpu"] = {"global_rank": info.rank, "local_rank": info.local_rank, "world_size": info.world_size}
+        init_process_group(str(self.device), info)
 
     def model_description(self) -> dict:
         """What :func:`rsl_rl_moe.checkpoint.make_infos` needs to rebuild actor and critic."""
@@ -165,10 +184,11 @@ class Runner(OnPolicyRunner):
         def checked_update(*args, **kwargs):
             iteration = self.last_finished_iteration + 1
             storage = self.alg.storage
-            check_rollout({f"storage.{k}": getattr(storage, k, None) for k in ROLLOUT_BUFFERS}, iteration)
+            buffers = {f"storage.{k}": getattr(storage, k, None) for k in ROLLOUT_BUFFERS}
+            on_every_rank(check_rollout, buffers, iteration)
             with torch_threads(learner_threads):
                 losses = update(*args, **kwargs)
-            check_update(losses, named_parameters, iteration)
+            on_every_rank(check_update, losses, named_parameters, iteration)
             self.last_finished_iteration = iteration
             return losses
 
@@ -206,6 +226,18 @@ class Runner(OnPolicyRunner):
     def _flush_writer(self) -> None:
         if self.logger.writer is not None:
             self.logger.writer.flush()
+
+
+def on_every_rank(check, *args) -> None:
+    """Run a non-finite ``check(*args, iteration)``; under torchrun every rank raises if it fails on any rank (the
+    rollouts and losses are per rank; a rank stopping alone would leave the others waiting in a collective)."""
+    try:
+        check(*args)
+        failure = None
+    except NonFiniteError as exc:
+        failure = exc
+    if any_rank(failure is not None):
+        raise failure or NonFiniteError(f"training stopped at iteration {args[-1]}: non-finite numbers on another rank")
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

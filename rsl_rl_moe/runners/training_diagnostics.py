@@ -63,6 +63,7 @@ from rsl_rl_moe.diagnostics import (
     tensor_stats,
     term_conflict_scalars,
 )
+from rsl_rl_moe.distributed import all_gather_rows, average_
 from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture, MoEActor
 
 
@@ -218,9 +219,10 @@ class TrainingDiagnostics:
             loss_dict = update_fn()
         inner = time.perf_counter() - inner
         if monitor:
+            average_(list(grads.values()))  # the first minibatch's gradient of the whole job, as the optimizer sees it
             out |= self.norms.gradient_norms(grads)
             for name, gate in self.gates.items():
-                out |= tensor_stats(gate.last_logits, f"logits/{name}")
+                out |= tensor_stats(all_gather_rows(gate.last_logits), f"logits/{name}")
             for name, normalizer in self.normalizers.items():
                 if normalizer is not None:
                     out |= normalizer_stats(normalizer, f"obs_norm/{name}")
