@@ -257,7 +257,8 @@ class MoEActor(ExpertMixture):
         distribution_cfg: with ``exploration="gaussian"``, the output distribution; default: rsl_rl ``GaussianDistribution`` with a scalar,
             per-action std initialised to the mean of the experts' stds (1.0 if an expert has none).
             Must take its parameters from outside the network (GaussianDistribution).
-        legacy_architectures: ``{expert name: {"activation": ..., ...}}`` for rsl_rl 1.x expert files.
+        legacy_architectures: ``{expert name: {"activation": ..., ...}}`` for rsl_rl 1.x-5.x expert files without our
+            model description (rsl_rl_moe.modules.importers).
         override_prefix: config path named in error messages.
         expert_models: ``{name: description}`` from a mixture checkpoint's ``infos["expert_models"]``: rebuild
             these experts (weights to come from that checkpoint) instead of reading the expert files.

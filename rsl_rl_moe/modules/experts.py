@@ -4,22 +4,30 @@ Accepted files:
 
 - self-describing checkpoints written with :mod:`rsl_rl_moe.checkpoint` (the model description is
   in ``infos["model"]``);
-- rsl_rl 1.x checkpoints (legged_gym's ``model_state_dict`` with ``actor.N.*``, ``critic.N.*``,
-  ``std``) when the caller states the activation (``legacy_architectures.<expert>``), which the file
-  does not store; layer widths are read from the weights. Mapping: ``actor.N.* -> mlp.N.*``,
-  ``critic.N.* -> mlp.N.*``, ``std -> distribution.std_param``.
+- plain rsl_rl checkpoints of every generation with an MLP actor-critic and a state-independent action std,
+  converted exactly (same actions and values, normalisers included) by :mod:`rsl_rl_moe.modules.importers`:
+  1.x (``model_state_dict``: ``actor.N.*``, ``critic.N.*``, ``std``); 2.x with or without empirical
+  normalisation (top-level ``obs_norm_state_dict`` + ``critic_obs_norm_state_dict`` /
+  ``privileged_obs_norm_state_dict``; ``std`` or ``log_std``); 3.x (``actor_obs_normalizer.*`` /
+  ``critic_obs_normalizer.*`` inside ``model_state_dict``); 4.x (``actor_state_dict`` / ``critic_state_dict`` with
+  ``mlp.N.*``, ``obs_normalizer.*``, ``std`` / ``log_std``); 5.x runner files without a model description
+  (``distribution.std_param`` / ``distribution.log_std_param``). None of them stores the activation, so the caller
+  states it (``legacy_architectures.<expert>: {activation: elu}``, optionally ``actor_hidden_dims`` /
+  ``critic_hidden_dims``, checked against the weights, and ``obs_groups``); layer widths, normalisers and the std
+  parameterisation are read from the file.
 
-Everything else (rsl_rl 2.x-4.x layouts, a 5.x runner file without a model description) is refused
-with a message saying what was found. Observation widths and the action count are checked against
-the environment before any weight is loaded; errors name both numbers and the override that sets
-the path. A caller that knows which task each expert is for passes ``expected_task`` / ``expert_tasks``: a
+Refused with one line naming what was found or is missing: recurrent, CNN or student-teacher models, a
+state-dependent std (3.1+ ``state_dependent_std``, 5.x heteroscedastic / Beta distributions), incomplete
+normaliser state, any other layout, and a converted file without ``legacy_architectures.<expert>``.
+
+Observation widths and the action count are checked against the environment before any weight is loaded; errors
+name both numbers and the override that sets the path. A caller that knows which task each expert is for passes ``expected_task`` / ``expert_tasks``: a
 self-describing file that records another task (``infos["env"]["name"]``, the env it was trained on) loads
 with an :class:`ExpertTaskWarning` naming both.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 
@@ -31,9 +39,7 @@ from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint
 from rsl_rl_moe.finite import first_nonfinite, state_dict_entries
-
-_LEGACY_1X_KEY = re.compile(r"^(actor|critic)\.\d+\.(weight|bias)$")
-
+from rsl_rl_moe.modules import importers
 
 class ExpertTaskWarning(UserWarning):
     """An expert file records a task (the name of the env it was trained on) other than the one expected of it."""
@@ -54,7 +60,8 @@ class Expert:
     obs_groups: dict[str, list[str]]
     """Env observation groups each part reads: ``{"actor": [...], "critic": [...]}``."""
     source: str
-    """``"self-describing"``, ``"rsl_rl 1.x (converted)"`` or ``"described in the mixture's checkpoint"``."""
+    """``"self-describing"``, ``"<rsl_rl generation> (converted)"`` (e.g. ``"rsl_rl 2.x (empirical normalisation)
+    (converted)"``, see :mod:`rsl_rl_moe.modules.importers`) or ``"described in the mixture's checkpoint"``."""
     model: dict
     """Its description, shaped as ``infos["model"]`` of a self-describing checkpoint: enough, with the weights,
     to rebuild it (:func:`experts_from_models`). A mixture's checkpoint carries these, so it needs no expert file."""
@@ -153,14 +160,14 @@ def load_expert(
         obs: a batch of env observations (only group names and widths are used).
         num_actions: the env's action count A (None: not checked).
         override: the config override that sets ``path``, named in messages.
-        legacy_architecture: for rsl_rl 1.x files only: ``{"activation": "elu"}`` plus optionally
+        legacy_architecture: for plain rsl_rl files (1.x-5.x) only: ``{"activation": "elu"}`` plus optionally
             ``actor_hidden_dims`` / ``critic_hidden_dims`` (checked against the weights) and
             ``obs_groups`` (default ``{"actor": ["policy"], "critic": <actor groups>}``).
         legacy_override: the config override that sets ``legacy_architecture``, named in messages.
         device: device of the rebuilt models.
         expected_task: the task this expert is used for (the env name its file should record in
             ``infos["env"]["name"]``); None: not checked. A file recording another task still loads, with an
-            :class:`ExpertTaskWarning` naming both; files that record none (rsl_rl 1.x) are not checked.
+            :class:`ExpertTaskWarning` naming both; files that record none (plain rsl_rl files) are not checked.
         expected_task_override: the config override that sets ``expected_task``, named in the warning.
 
     Raises:
@@ -175,21 +182,16 @@ def load_expert(
         source = "self-describing"
         _check_group_dims(model, obs, where)
         _warn_on_other_task(payload["infos"], expected_task, expected_task_override, where)
-    elif _is_rsl_rl_1x(payload):
+    else:
+        imported = importers.read_rsl_rl_checkpoint(payload, where)
         if legacy_architecture is None:
-            raise CheckpointError(
-                f"{where} is an rsl_rl 1.x checkpoint ({_describe_1x(payload['model_state_dict'])}); its "
-                f"activation is not stored in the file: state it with `{legacy_override}={{activation: elu}}` "
-                f"(optionally also actor_hidden_dims, critic_hidden_dims, obs_groups)"
-            )
-        model, actor_sd, critic_sd = convert_rsl_rl_1x(payload["model_state_dict"], legacy_architecture, where)
-        source = "rsl_rl 1.x (converted)"
-        _check_input_width(actor_sd, model["obs_groups"]["actor"], obs, where, "actor")
-        _check_input_width(critic_sd, model["obs_groups"]["critic"], obs, where, "critic")
+            raise importers.missing_architecture_error(imported, where, legacy_override)
+        model, actor_sd, critic_sd = importers.convert(imported, legacy_architecture, where, legacy_override)
+        source = f"{imported.generation} (converted)"
+        _check_input_width(actor_sd, model["obs_groups"]["actor"], obs, where, "actor", legacy_override)
+        _check_input_width(critic_sd, model["obs_groups"]["critic"], obs, where, "critic", legacy_override)
         groups = {g for part in ("actor", "critic") for g in model["obs_groups"][part]}
         model["obs_group_dims"] = {g: int(obs[g].shape[-1]) for g in groups}
-    else:
-        raise CheckpointError(f"{where}: unsupported checkpoint layout: {_describe_layout(payload)}")
     _check_num_actions(model, num_actions, where)
     nonfinite = first_nonfinite(state_dict_entries({"actor": actor_sd, "critic": critic_sd}))
     if nonfinite is not None:
@@ -216,84 +218,6 @@ def experts_from_models(expert_models: dict[str, dict], obs: TensorDict, num_act
         source = "described in the mixture's checkpoint"
         experts.append(Expert(name, "", actor, critic, model["obs_groups"], source, model))
     return experts
-
-
-def convert_rsl_rl_1x(model_state_dict: dict, architecture: dict, where: str) -> tuple[dict, dict, dict]:
-    """Map an rsl_rl 1.x ``model_state_dict`` to 5.x ``MLPModel`` state dicts.
-
-    Args:
-        model_state_dict: ``actor.N.*``, ``critic.N.*``, ``std`` tensors.
-        architecture: see ``legacy_architecture`` in :func:`load_expert`.
-        where: description of the file, used in messages.
-
-    Returns:
-        ``(model description, actor state dict, critic state dict)``; the description has the shape
-        of ``infos["model"]`` in a self-describing checkpoint.
-    """
-    if "activation" not in architecture:
-        raise CheckpointError(f"{where}: legacy architecture {architecture} lacks `activation` (e.g. elu)")
-    parts = {}
-    for part in ("actor", "critic"):
-        sd = {f"mlp.{k[len(part) + 1:]}": v for k, v in model_state_dict.items() if k.startswith(f"{part}.")}
-        widths = [sd[k].shape[0] for k in sorted(sd, key=lambda k: int(k.split(".")[1])) if k.endswith("weight")]
-        hidden, out = widths[:-1], widths[-1]
-        given = architecture.get(f"{part}_hidden_dims")
-        if given is not None and list(given) != hidden:
-            raise CheckpointError(f"{where}: {part}_hidden_dims is {list(given)} in the config but {hidden} in the file")
-        parts[part] = (sd, hidden, out)
-    actor_sd, actor_hidden, num_actions = parts["actor"]
-    critic_sd, critic_hidden, _ = parts["critic"]
-    actor_sd["distribution.std_param"] = model_state_dict["std"]
-    actor_groups = list(architecture.get("obs_groups", {}).get("actor", ["policy"]))
-    critic_groups = list(architecture.get("obs_groups", {}).get("critic", actor_groups))
-    activation = architecture["activation"]
-    model = {
-        "actor": {
-            "class_name": "rsl_rl.models:MLPModel",
-            "hidden_dims": actor_hidden,
-            "activation": activation,
-            "obs_normalization": False,
-            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"},
-        },
-        "critic": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": critic_hidden, "activation": activation},
-        "obs_groups": {"actor": actor_groups, "critic": critic_groups},
-        "num_actions": num_actions,
-    }
-    return model, actor_sd, critic_sd
-
-
-def _is_rsl_rl_1x(payload: dict) -> bool:
-    sd = payload.get("model_state_dict")
-    if not isinstance(sd, dict) or "std" not in sd or "actor.0.weight" not in sd or "critic.0.weight" not in sd:
-        return False
-    return all(k == "std" or _LEGACY_1X_KEY.match(k) for k in sd)
-
-
-def _describe_1x(sd: dict) -> str:
-    actor = sorted({int(k.split(".")[1]) for k in sd if k.startswith("actor.")})
-    widths = [tuple(sd[f"actor.{i}.weight"].shape) for i in actor if f"actor.{i}.weight" in sd]
-    return f"model_state_dict with actor layers {widths} (out, in), critic.N.*, std"
-
-
-def _describe_layout(payload: dict) -> str:
-    top = sorted(payload)
-    if "model_state_dict" in payload:
-        keys = sorted(payload["model_state_dict"])
-        return (
-            f"an rsl_rl 2.x-4.x checkpoint, or a 1.x one with a recurrent model (top-level keys {top}; "
-            f"model_state_dict keys {keys[:6]}"
-            f"{' ...' if len(keys) > 6 else ''}); this package reads self-describing checkpoints "
-            f"(rsl_rl_moe.checkpoint) and rsl_rl 1.x files (actor.N.*, critic.N.*, std): retrain or re-save the expert"
-        )
-    if "actor_state_dict" in payload:
-        keys = sorted(payload["actor_state_dict"])
-        version = "4.x" if "std" in keys or "log_std" in keys else "5.x"
-        return (
-            f"an rsl_rl {version} runner checkpoint without a model description (top-level keys {top}; "
-            f"actor_state_dict keys {keys[:6]}{' ...' if len(keys) > 6 else ''}): save it with "
-            f"rsl_rl_moe.checkpoint.make_infos(...) as `infos` so the expert can be rebuilt"
-        )
-    return f"top-level keys {top}, expected a checkpoint with `actor_state_dict` and `infos`"
 
 
 def _check_group_dims(model: dict, obs: TensorDict, where: str) -> None:
@@ -332,20 +256,20 @@ def _check_num_actions(model: dict, num_actions: int | None, where: str) -> None
         raise CheckpointError(f"{where} outputs {model['num_actions']} actions but the env has {num_actions} actions")
 
 
-def _check_input_width(sd: dict, groups: list[str], obs: TensorDict, where: str, part: str) -> None:
-    """A converted 1.x part's first layer must take as many inputs as its env groups provide."""
+def _check_input_width(sd: dict, groups: list[str], obs: TensorDict, where: str, part: str, override: str) -> None:
+    """A converted part's first layer must take as many inputs as its env groups provide."""
     missing = [g for g in groups if g not in obs.keys()]
     if missing:
         raise CheckpointError(
             f"{where}: its {part} reads observation groups {missing}, which the env does not provide "
-            f"(env groups: {list(obs.keys())}; set legacy_architectures.<expert>.obs_groups)"
+            f"(env groups: {list(obs.keys())}; set `{override}.obs_groups`)"
         )
     expected = sd["mlp.0.weight"].shape[1]
     got = sum(obs[g].shape[-1] for g in groups)
     if expected != got:
         raise CheckpointError(
             f"{where}: its {part} takes {expected} observation values but the env groups {groups} "
-            f"provide {got}"
+            f"provide {got} (set `{override}.obs_groups`)"
         )
 
 

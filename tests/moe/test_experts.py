@@ -1,4 +1,5 @@
-"""Expert loading: self-describing files, clear errors, rsl_rl 1.x conversion and refusals."""
+"""Expert loading: self-describing files, clear errors, rsl_rl 1.x conversion and refusals (other rsl_rl
+generations: test_importers.py)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_legacy_1x_conversion_gives_identical_outputs(tmp_path, obs):
     legacy = LegacyActorCritic(66, NUM_ACTIONS)
     path = save_legacy(tmp_path / "legacy.pt", legacy)
     expert = load(path, obs, legacy_architecture={"activation": "elu", "actor_hidden_dims": [32, 16]})
-    assert expert.source == "rsl_rl 1.x (converted)"
+    assert expert.source == "rsl_rl 1.x-3.x (no observation normaliser) (converted)"
     torch.testing.assert_close(expert.actor(obs), legacy.actor(obs["policy"]), rtol=0, atol=0)
     torch.testing.assert_close(expert.critic(obs), legacy.critic(obs["policy"]), rtol=0, atol=0)
     torch.testing.assert_close(expert.action_std, legacy.std.detach())
@@ -109,13 +110,14 @@ def test_legacy_1x_wrong_hidden_dims_or_width_is_refused(tmp_path, obs):
         load(path, obs, legacy_architecture={"activation": "elu"})
 
 
-def test_rsl_rl_2x_to_4x_layouts_are_refused(tmp_path, obs):
+def test_incomplete_rsl_rl_layouts_are_refused_naming_what_is_missing(tmp_path, obs):
+    """More layouts are covered in test_importers.py; these two used to be refused as "2.x-4.x"."""
     legacy = LegacyActorCritic(66, NUM_ACTIONS).state_dict()
-    save_checkpoint(str(tmp_path / "v2.pt"), {"model_state_dict": {**legacy, "actor_obs_normalizer._mean": torch.zeros(1, 66)}})
-    with pytest.raises(CheckpointError, match=r"rsl_rl 2.x-4.x checkpoint.*actor.0.bias"):
-        load(tmp_path / "v2.pt", obs)
+    save_checkpoint(str(tmp_path / "v3.pt"), {"model_state_dict": {**legacy, "actor_obs_normalizer._mean": torch.zeros(1, 66)}})
+    with pytest.raises(CheckpointError, match=r"actor_obs_normalizer has fields \['_mean'\].*missing \['_var', '_std'\]"):
+        load(tmp_path / "v3.pt", obs)
     save_checkpoint(str(tmp_path / "v4.pt"), {"actor_state_dict": {"mlp.0.weight": torch.zeros(2, 2), "std": torch.ones(2)}})
-    with pytest.raises(CheckpointError, match=r"rsl_rl 4.x runner checkpoint without a model description"):
+    with pytest.raises(CheckpointError, match=r"has `actor_state_dict` but no `critic_state_dict`"):
         load(tmp_path / "v4.pt", obs)
 
 
