@@ -47,23 +47,12 @@ class TaskCommands:
     steps_since_ee = InPlaceBuffer()
 
     def __init__(self, tasks_cfg: dict, ee_home_b: torch.Tensor, num_envs: int, policy_dt: float, generator):
-        self.cfg = tasks_cfg
-        probs = [float(tasks_cfg["probabilities"].get(name, 0.0)) for name in TASK_NAMES]
-        unknown = set(tasks_cfg["probabilities"]) - set(TASK_NAMES)
-        if unknown or sum(probs) <= 0:
-            raise ValueError(
-                f"env.tasks.probabilities={dict(tasks_cfg['probabilities'])}: keys must be among {TASK_NAMES} "
-                "with a positive total"
-            )
-        self.task_probs = torch.tensor(probs) / sum(probs)
         self.ee_home_b = ee_home_b
         self.num_envs = num_envs
+        self.policy_dt = policy_dt
         self.generator = generator
-        loco, reach = tasks_cfg["locomotion"], tasks_cfg["reaching"]
-        self.vel_interval = max(1, round(loco["resampling_time_s"] / policy_dt))
-        self.ee_interval = max(1, round(reach["resampling_time_s"] / policy_dt))
-        self.vel_low = torch.tensor([r[0] for r in (loco["lin_vel_x"], loco["lin_vel_y"], loco["ang_vel_yaw"])])
-        self.vel_high = torch.tensor([r[1] for r in (loco["lin_vel_x"], loco["lin_vel_y"], loco["ang_vel_yaw"])])
+        self.configure(tasks_cfg)
+        reach = tasks_cfg["reaching"]
         file_path = reach["sequence_sampler"].get("file_path")
         self.sequences = TargetSequenceSampler(file_path, policy_dt, num_envs, generator) if file_path else None
 
@@ -74,6 +63,24 @@ class TaskCommands:
         self._steps_since = torch.zeros(num_envs, 2, dtype=torch.long)
         self.steps_since_vel, self.steps_since_ee = self._steps_since.unbind(dim=1)
         self._steps_since_np = self._steps_since.numpy()  # counted in numpy, cheaper per op on arrays this small
+
+    def configure(self, tasks_cfg: dict) -> None:
+        """Task probabilities, command ranges and resampling periods from ``tasks_cfg`` (``env.tasks``); called at
+        construction and by a curriculum stage (the commands being held are kept until their next resample)."""
+        self.cfg = tasks_cfg
+        probs = [float(tasks_cfg["probabilities"].get(name, 0.0)) for name in TASK_NAMES]
+        unknown = set(tasks_cfg["probabilities"]) - set(TASK_NAMES)
+        if unknown or sum(probs) <= 0:
+            raise ValueError(
+                f"env.tasks.probabilities={dict(tasks_cfg['probabilities'])}: keys must be among {TASK_NAMES} "
+                "with a positive total"
+            )
+        self.task_probs = torch.tensor(probs) / sum(probs)
+        loco, reach = tasks_cfg["locomotion"], tasks_cfg["reaching"]
+        self.vel_interval = max(1, round(loco["resampling_time_s"] / self.policy_dt))
+        self.ee_interval = max(1, round(reach["resampling_time_s"] / self.policy_dt))
+        self.vel_low = torch.tensor([r[0] for r in (loco["lin_vel_x"], loco["lin_vel_y"], loco["ang_vel_yaw"])])
+        self.vel_high = torch.tensor([r[1] for r in (loco["lin_vel_x"], loco["lin_vel_y"], loco["ang_vel_yaw"])])
         self._resample_intervals = np.array([self.vel_interval, self.ee_interval])
 
     def _uniform(self, n: int, low, high) -> torch.Tensor:

@@ -55,6 +55,22 @@ STEP_STATE = {  # name: (shape per env, dtype), kept across steps and updated in
 }
 
 
+UPDATABLE_CFG = ("rewards", "tasks")
+"""Config sections :meth:`LeggedRobot.update_cfg` may change during training."""
+
+
+def merge_known(target: dict, overrides: dict, path: str) -> None:
+    """Merge nested ``overrides`` into ``target`` in place; every key must exist in ``target`` (reward term scales
+    too: a term not in the config is a typo), else ValueError naming its dotted path."""
+    for key, value in overrides.items():
+        if key not in target:
+            raise ValueError(f"{path}.{key}: no such setting (known: {sorted(target)})")
+        if isinstance(value, dict) and isinstance(target[key], dict):
+            merge_known(target[key], value, f"{path}.{key}")
+        else:
+            target[key] = value
+
+
 class LeggedRobot(VecEnv):
     """Go2+Piper on flat ground; tasks: locomotion, reaching, loco_reach (see :mod:`legged_gym.envs.commands`).
 
@@ -112,15 +128,9 @@ class LeggedRobot(VecEnv):
         self._bind_state_views()
 
         self._randomize_domain()
-        scales = {name: float(scale) * self.dt for name, scale in cfg["rewards"]["scales"].items()
-                  if scale != 0.0 and self._check_reward_name(name)}
-        # the termination term, if weighted, comes last: it is added after the only-positive clip
-        self.reward_names = sorted(scales, key=lambda name: name == "termination")
-        self.reward_functions = [getattr(reward_terms, name) for name in self.reward_names]
-        self.reward_scales = torch.tensor([scales[name] for name in self.reward_names])[:, None]  # (K, 1) per policy step
-        self._termination_weighted = self.reward_names[-1:] == ["termination"]
-        # Episode sums, one row per term or metric (rows stack and add faster than columns)
-        self.episode_sums = torch.zeros(len(self.reward_names), n)  # (K, N) weighted sums per term
+        self.reward_names: list[str] = []
+        self.episode_sums = torch.zeros(0, n)  # (K, N) weighted sums per term (rows stack and add faster than columns)
+        self._build_reward_terms()
         self.episode_metric_sums = torch.zeros(len(EPISODE_METRICS), n)  # (4, N) per-step sums, EPISODE_METRICS order
         self.episode_metrics = dict(zip(EPISODE_METRICS, self.episode_metric_sums))  # (N,) views of its rows
         self._policy_obs_scale = self._build_policy_obs_scale()
@@ -154,6 +164,40 @@ class LeggedRobot(VecEnv):
             known = sorted(k for k, v in vars(reward_terms).items() if callable(v) and not k.startswith("_"))
             raise ValueError(f"env.rewards.scales.{name}: no such reward term; known terms: {known}")
         return True
+
+    def _build_reward_terms(self) -> None:
+        """The weighted reward terms of ``cfg["rewards"]["scales"]`` (non-zero ones, per policy step) and their
+        episode sums (rows of terms that stay keep their sums)."""
+        scales = {name: float(scale) * self.dt for name, scale in self.cfg["rewards"]["scales"].items()
+                  if scale != 0.0 and self._check_reward_name(name)}
+        # the termination term, if weighted, comes last: it is added after the only-positive clip
+        names = sorted(scales, key=lambda name: name == "termination")
+        sums = torch.zeros(len(names), self.num_envs)
+        for row, name in enumerate(names):
+            if name in self.reward_names:
+                sums[row] = self.episode_sums[self.reward_names.index(name)]
+        self.reward_names, self.episode_sums = names, sums
+        self.reward_functions = [getattr(reward_terms, name) for name in names]
+        self.reward_scales = torch.tensor([scales[name] for name in names])[:, None]  # (K, 1) per policy step
+        self._termination_weighted = names[-1:] == ["termination"]
+
+    def update_cfg(self, overrides: dict) -> None:
+        """Change the reward settings and the task commands during training (a curriculum stage, see
+        :mod:`rsl_rl_moe.runners.curriculum`): ``overrides`` is a nested dict merged into ``cfg``, with top-level
+        keys among :data:`UPDATABLE_CFG` (``rewards``: any key; ``tasks``: probabilities, command ranges,
+        resampling periods). Episodes running go on under the new settings.
+
+        Raises:
+            ValueError: a key outside those sections, or one the env's config does not have, named by its path.
+        """
+        unknown = set(overrides) - set(UPDATABLE_CFG)
+        if unknown:
+            raise ValueError(f"env settings {sorted(unknown)} cannot change during training (only {list(UPDATABLE_CFG)})")
+        for section, values in overrides.items():
+            merge_known(self.cfg[section], values, f"env.{section}")
+        self.reward_cfg = self.cfg["rewards"]
+        self._build_reward_terms()
+        self.commands.configure(self.cfg["tasks"])
 
     def _randomize_domain(self) -> None:
         """Per-env friction, added trunk mass and PD-gain scale, drawn once at construction."""

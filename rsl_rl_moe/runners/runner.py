@@ -23,6 +23,7 @@ from rsl_rl_moe.finite import (
     first_nonfinite,
     state_dict_entries,
 )
+from rsl_rl_moe.runners.curriculum import Curriculum
 from rsl_rl_moe.runners.progress import ProgressLogger
 from rsl_rl_moe.runners.stopping import TrainingStopped, stop_signals_raise
 from rsl_rl_moe.runners.threads import torch_threads
@@ -60,6 +61,9 @@ class Runner(OnPolicyRunner):
         self.logger.scalar_sources = []
         self.env_description = env_description or {}
         self.last_saved_path: str | None = None
+        self.curriculum = Curriculum(train_cfg.get("curriculum"))
+        if self.curriculum.stages:
+            self.logger.scalar_sources.append(self._curriculum_scalars)
 
     def _configure_multi_gpu(self) -> None:
         """rsl_rl's multi-process set-up, for CPU processes too: under torchrun (``WORLD_SIZE`` > 1) join the process
@@ -169,7 +173,9 @@ class Runner(OnPolicyRunner):
         - any other way out (Ctrl-C, SIGTERM, an exception) saves the last finished iteration's models first, as
           ``model_<it>.pt`` (atomically), then re-raises;
         - rollouts run with ``train_cfg["rollout_torch_threads"]`` torch threads, the update with all
-          (see :mod:`rsl_rl_moe.runners.threads`).
+          (see :mod:`rsl_rl_moe.runners.threads`);
+        - the stages of ``train_cfg["curriculum"]`` due at an iteration apply before its rollout
+          (:mod:`rsl_rl_moe.runners.curriculum`).
 
         A checkpoint's ``iter`` is the last finished iteration; :meth:`load` continues with the next one.
         """
@@ -190,11 +196,13 @@ class Runner(OnPolicyRunner):
                 losses = update(*args, **kwargs)
             on_every_rank(check_update, losses, named_parameters, iteration)
             self.last_finished_iteration = iteration
+            self._advance_curriculum(iteration + 1)
             return losses
 
         def check_gradients_before_step(optimizer, args, kwargs):
             check_gradients(named_parameters, self.last_finished_iteration + 1)
 
+        self._advance_curriculum(first_iteration)
         self.alg.update = checked_update
         gradient_check = self.alg.optimizer.register_step_pre_hook(check_gradients_before_step)
         try:
@@ -212,6 +220,16 @@ class Runner(OnPolicyRunner):
         finally:
             self.alg.update = update
             gradient_check.remove()
+
+    def _curriculum_scalars(self) -> dict[str, float]:
+        """``Curriculum/stage`` of the iteration being logged (the last finished one)."""
+        return {"Curriculum/stage": float(self.curriculum.stage_at(self.last_finished_iteration))}
+
+    def _advance_curriculum(self, iteration: int) -> None:
+        """Apply the curriculum stages due at ``iteration`` (before its rollout) and say so."""
+        for stage in self.curriculum.advance(iteration, self.env, self.alg):
+            if self.gpu_global_rank == 0:
+                print(f"curriculum: {stage.name!r} from iteration {iteration}", flush=True)
 
     def _save_on_the_way_out(self, exc: BaseException) -> None:
         """Save the last finished iteration when training ends early (no-op on ranks / runs that do not write)."""
