@@ -76,7 +76,8 @@ def make_train_cfg(cfg: DictConfig) -> dict:
 
     Only ``actor_critic.actor`` and ``actor_critic.critic`` become models; other keys of ``actor_critic``
     (e.g. the expert paths of ppo_moe.yaml) are settings the two share through interpolation.
-    ``runner.class_name`` and ``runner.max_iterations`` are read by the scripts, not by rsl_rl.
+    ``runner.class_name`` and ``runner.max_iterations`` are read by the scripts, not by rsl_rl. The task's
+    curriculum (``env.curriculum``: its stages change env and algorithm settings) becomes ``curriculum``.
     """
     runner = OmegaConf.to_container(cfg.runner, resolve=True)
     for key in ("class_name", "max_iterations"):
@@ -89,6 +90,7 @@ def make_train_cfg(cfg: DictConfig) -> dict:
         "actor": actor_critic["actor"],
         "critic": actor_critic["critic"],
         "run_name": cfg.run_name,
+        "curriculum": OmegaConf.to_container(cfg.env.curriculum, resolve=True) if "curriculum" in cfg.env else [],
     }
 
 

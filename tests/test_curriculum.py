@@ -18,7 +18,7 @@ def make(tmp_path, name: str, stages=STAGES):
     from common import env_config, make_env, make_runner
 
     cfg = compose_cfg("train", [*SMALL, "env=combo_go2Piper_locomotion", "runner.alg.schedule=fixed"])
-    cfg.runner.curriculum = stages
+    cfg.env.curriculum = stages
     env = make_env(env_config(cfg))
     return make_runner(cfg, env, log_dir=str(tmp_path / name))
 
