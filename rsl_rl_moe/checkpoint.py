@@ -26,8 +26,11 @@ with ``torch.load(path, weights_only=True)``.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import socket
 import tempfile
+import time
 from importlib import metadata
 
 import torch
@@ -78,7 +81,7 @@ def save_checkpoint(path: str, payload: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_stale_temp_files(folder)
-    fd, tmp_path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}_", suffix=".pt", dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_HOST}_{os.getpid()}_", suffix=".pt", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -99,22 +102,31 @@ def save_checkpoint(path: str, payload: dict) -> None:
 
 
 TEMP_PREFIX = ".tmp_"
+_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+"""This machine in temp-file names (``.tmp_<host>_<pid>_*.pt``): only its own processes' files are judged."""
+LEGACY_TEMP_AGE_S = 3600.0
+"""Temp files without host and pid (older versions) count as stale after this many seconds."""
 
 
 def remove_stale_temp_files(folder: str) -> list[str]:
     """Remove the temp files of :func:`save_checkpoint` in ``folder`` whose writing process is gone (a save that was
-    killed); returns their paths. Files of a live process (a save in progress elsewhere) are kept."""
+    killed); returns their paths. Files of a live process on this machine, of other machines (a shared disk) and
+    recent files of older versions are kept; what cannot be removed is left (cleaning is best effort)."""
     removed = []
     for name in os.listdir(folder):
         if not (name.startswith(TEMP_PREFIX) and name.endswith(".pt")):
             continue
-        pid = name[len(TEMP_PREFIX):].split("_", 1)[0]  # files of older versions carry no pid: stale
-        if pid.isdigit() and _process_alive(int(pid)):
-            continue
+        path = os.path.join(folder, name)
+        parts = name[len(TEMP_PREFIX):].split("_")
         try:
-            os.remove(os.path.join(folder, name))
-            removed.append(os.path.join(folder, name))
-        except FileNotFoundError:
+            if len(parts) >= 3 and parts[1].isdigit():
+                if parts[0] != _HOST or _process_alive(int(parts[1])):
+                    continue
+            elif time.time() - os.path.getmtime(path) < LEGACY_TEMP_AGE_S:
+                continue
+            os.remove(path)
+            removed.append(path)
+        except OSError:
             pass
     return removed
 
@@ -136,7 +148,7 @@ def _is_disk_full(exc: BaseException) -> bool:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if "No space left on device" in str(exc) or "file write failed" in str(exc):
+        if "No space left on device" in str(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

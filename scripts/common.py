@@ -129,7 +129,7 @@ def run_dir_of_this_rank(run_dir: str) -> str:
     a private temp folder on the other ranks (hydra writes its files there; they write nothing else, and take
     rank 0's run folder from :func:`join_processes`)."""
     info = process_info()
-    if info.rank == 0:
+    if not info.is_distributed or info.rank == 0:
         return run_dir
     return os.path.join(tempfile.gettempdir(), f"go2_piper_moe_rank{info.rank}_{os.getpid()}")
 

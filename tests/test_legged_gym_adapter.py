@@ -215,6 +215,14 @@ def test_adapter_groups_shapes_extras_and_config():
     assert bool(dones[0]) and not bool(extras["time_outs"][0]) and not bool(dones[1:].any())
     assert set(extras["episode"]) == {"rew_reaching", "rew_action_rate"}
     assert extras is not inner.extras
+    timed_out, env_flags = [], []
+    for _ in range(21):  # envs 1.. time out at the 19th step, env 0 at the 21st; no env resets at the 20th
+        _, _, dones, extras = env.step(torch.zeros(64, 2))
+        assert torch.equal(extras["time_outs"], inner.time_out_buf) and torch.equal(dones, inner.reset_buf)
+        timed_out.append(int(extras["time_outs"].sum()))
+        env_flags.append(int(inner.extras["time_outs"].sum()))
+    assert timed_out[18:] == [63, 0, 1] and sum(timed_out) == 64
+    assert env_flags[18:] == [63, 63, 1]  # legged_gym's own extras: stale at the 20th step (set in reset_idx only)
 
     # cfg: the class-based config as plain, JSON-able values (what rsl_rl's logger stores)
     assert env.cfg["env"]["num_envs"] == 64 and env.cfg["rewards"]["scales"] == {"reaching": 1.0, "action_rate": -0.01}

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -91,12 +92,19 @@ def test_resume_continues_after_the_saved_iteration(tmp_path):
 def test_a_killed_save_leaves_no_temp_file_behind(tmp_path):
     dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout.strip()
-    stale = tmp_path / f".tmp_{dead_pid}_abc.pt"
+    from rsl_rl_moe.checkpoint import _HOST
+
+    stale = tmp_path / f".tmp_{_HOST}_{dead_pid}_abc.pt"
     stale.write_bytes(b"half a checkpoint")
-    live = tmp_path / f".tmp_{os.getppid()}_abc.pt"  # a save in progress in a live process: kept
+    live = tmp_path / f".tmp_{_HOST}_{os.getppid()}_abc.pt"  # a save in progress in a live process: kept
     live.write_bytes(b"being written")
+    elsewhere = tmp_path / f".tmp_0badc0de_{dead_pid}_abc.pt"  # another machine's (a shared disk): not ours to judge
+    elsewhere.write_bytes(b"being written elsewhere")
+    old_version = tmp_path / ".tmp_abc.pt"  # no host / pid: stale once older than an hour
+    old_version.write_bytes(b"half a checkpoint")
+    os.utime(old_version, (time.time() - 7200, time.time() - 7200))
     save_checkpoint(str(tmp_path / "model_1.pt"), {"iter": 1})
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and not old_version.exists() and live.exists() and elsewhere.exists()
     assert load_checkpoint(str(tmp_path / "model_1.pt"))["iter"] == 1
 
 

@@ -28,7 +28,7 @@ from legged_gym.envs import rewards as reward_terms
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
 from legged_gym.sim import make_backend
-from legged_gym.utils.buffers import ReadOnlyView, declare_in_place_buffers
+from legged_gym.utils.buffers import ReadOnlyView, bind_buffer, declare_in_place_buffers
 from legged_gym.utils.math import quat_from_yaw, rotate_inverse, rotation_matrices, world_to_yaw_frame
 
 POLICY_OBS_DIM = 69
@@ -92,6 +92,8 @@ class LeggedRobot(VecEnv):
     joint_vel = ReadOnlyView()
     foot_vel_w = ReadOnlyView()
     _trunk_touch = ReadOnlyView()
+    commands = ReadOnlyView("kept once: the env reads its buffers through views; assign its attributes instead "
+                            "(env.commands.velocity = ..., written in place)")
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -328,7 +330,7 @@ class LeggedRobot(VecEnv):
         self._np = {name: np.zeros((self.num_envs, *shape), dtype=dtype)
                     for name, (shape, dtype) in {**DERIVED_STATE, **STEP_STATE}.items()}
         for name, array in self._np.items():
-            setattr(self, name, torch.from_numpy(array))
+            bind_buffer(self, name, torch.from_numpy(array))
 
     def _refresh_state(self) -> None:
         """Derive from the simulator state and the commands, in place: ``base_lin_vel_b`` (N, 3) [m/s] base frame,
@@ -515,4 +517,4 @@ class LeggedRobot(VecEnv):
         return TensorDict(obs, batch_size=[self.num_envs], device=self.device, non_blocking=False)
 
 
-declare_in_place_buffers(LeggedRobot, ("episode_length_buf", *DERIVED_STATE, *STEP_STATE))
+declare_in_place_buffers(LeggedRobot, ("episode_length_buf", "default_joint_pos", *DERIVED_STATE, *STEP_STATE))

@@ -46,29 +46,43 @@ class InPlaceBuffer(BoundAttribute):
                 raise TypeError(f"{type(obj).__name__}.{self.name} must first be bound to a tensor, got {type(value)}")
             obj.__dict__[self.name] = value
             return
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(value)
+        value = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value, device=buffer.device)
         try:
-            buffer.copy_(torch.as_tensor(value, device=buffer.device))
-        except RuntimeError as exc:
-            shape = tuple(getattr(value, "shape", ()))
+            fits = torch.broadcast_shapes(value.shape, buffer.shape) == buffer.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
             raise ValueError(
-                f"{type(obj).__name__}.{self.name} = <{shape}>: the buffer has shape {tuple(buffer.shape)} "
+                f"{type(obj).__name__}.{self.name} = <{tuple(value.shape)}>: the buffer has shape {tuple(buffer.shape)} "
                 "and is written in place (the env keeps views of it)"
-            ) from exc
+            )
+        buffer.copy_(value)
 
 
 class ReadOnlyView(BoundAttribute):
-    """Data descriptor for a view of the simulator state: bound once, never assigned again (write the state
-    through the simulator backend, e.g. ``env.sim.reset`` / ``env.sim.set_base_velocity``)."""
+    """Data descriptor for a view of the simulator state (or another object whose buffers the owner keeps views
+    of): bound once, never assigned again (write the state through the simulator backend, e.g. ``env.sim.reset`` /
+    ``env.sim.set_base_velocity``; change such an object's buffers in place).
+
+    Args:
+        hint: what to do instead, named in the error.
+    """
+
+    def __init__(self, hint: str = "a view of the simulator state: write the state through env.sim (reset, "
+                 "set_base_velocity, ...), not by assigning the attribute"):
+        self.hint = hint
 
     def __set__(self, obj, value) -> None:
         if self.name in obj.__dict__:
-            raise AttributeError(
-                f"{type(obj).__name__}.{self.name} is a view of the simulator state: write the state through "
-                "env.sim (reset, set_base_velocity, ...), not by assigning the attribute"
-            )
+            raise AttributeError(f"{type(obj).__name__}.{self.name} is {self.hint}")
         obj.__dict__[self.name] = value
+
+
+def bind_buffer(obj, name: str, tensor: torch.Tensor) -> None:
+    """Make ``tensor`` the buffer behind attribute ``name`` of ``obj``, replacing whatever was bound (the owner's
+    explicit binding: a subclass that assigned the attribute before the owner's ``__init__`` must not keep its own
+    tensor, which the owner's views would not see)."""
+    obj.__dict__[name] = tensor
 
 
 def declare_in_place_buffers(cls: type, names) -> None:

@@ -115,6 +115,8 @@ class _PlainDataUnpickler(pickle._Unpickler):
     def _reconstruct(self, subtype, shape, typecode):
         if subtype is not _NDARRAY:
             raise UnsafePickleError("calls numpy's _reconstruct with something other than numpy.ndarray")
+        if tuple(shape) != (0,) or typecode not in (b"b", "b"):  # what numpy writes; the array's BUILD gives the rest
+            raise UnsafePickleError(f"calls numpy's _reconstruct with shape {shape!r} and typecode {typecode!r}")
         return _np_reconstruct(np.ndarray, shape, typecode)
 
     def _scalar(self, dtype, data):

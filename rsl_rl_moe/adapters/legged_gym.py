@@ -21,7 +21,10 @@ What maps to what (legged_gym env -> rsl_rl 5.5 VecEnv):
 - ``step(actions) -> (obs, privileged_obs, rew_buf (N,), reset_buf (N,), extras)`` ->
   ``(TensorDict, rewards (N,), dones (N,), extras)``; ``extras`` is a shallow copy of the env's dict
   (``"episode"``: legged_gym's per-term episode sums, logged as ``Episode/<key>``), with
-  ``extras["time_outs"]`` (N,) the env's own (``cfg.env.send_timeouts``) or all False.
+  ``extras["time_outs"]`` (N,) bool: the env's own (``cfg.env.send_timeouts``) AND ``dones``, or all False.
+  The AND matters: legged_gym sets ``extras["time_outs"] = time_out_buf`` in ``reset_idx`` only, so after a
+  step in which no env reset it still holds the previous reset step's flags, and PPO would bootstrap
+  envs that did not end (rsl_rl 1.0.2 did).
 - ``episode_length_buf``: read from and ASSIGNED to the env's attribute. rsl_rl's
   ``learn(init_at_random_ep_len=True)`` assigns random lengths, as rsl_rl 1.0.2 did; legged_gym's env
   counts (``+= 1``) and times out on its own attribute, so each env's first episode ends at its own step.
@@ -114,8 +117,11 @@ class LeggedGymVecEnv(VecEnv):
         """Step with actions (N, num_actions): observations, rewards (N,), dones (N,), extras with ``time_outs`` (N,)."""
         obs, privileged_obs, rewards, dones, env_extras = self.env.step(actions)
         extras = dict(env_extras)  # the env's own dict stays as it is
-        if extras.get("time_outs") is None:
+        time_outs = extras.get("time_outs")
+        if time_outs is None:
             extras["time_outs"] = torch.zeros_like(dones, dtype=torch.bool)
+        else:  # legged_gym refreshes it in reset_idx only: stale after a step without resets
+            extras["time_outs"] = time_outs.bool() & (dones > 0)
         return self._groups(obs, privileged_obs), rewards, dones, extras
 
     def _groups(self, obs: torch.Tensor, privileged_obs: torch.Tensor | None) -> TensorDict:

@@ -25,7 +25,7 @@ from rsl_rl_moe.finite import (
 )
 from rsl_rl_moe.runners.curriculum import Curriculum
 from rsl_rl_moe.runners.progress import ProgressLogger
-from rsl_rl_moe.runners.stopping import TrainingStopped, stop_signals_raise
+from rsl_rl_moe.runners.stopping import TrainingStopped, stop_signals_ignored, stop_signals_raise
 from rsl_rl_moe.runners.threads import torch_threads
 
 
@@ -61,6 +61,10 @@ class Runner(OnPolicyRunner):
         self.logger.scalar_sources = []
         self.env_description = env_description or {}
         self.last_saved_path: str | None = None
+        self.last_finished_iteration = -1
+        """The last iteration whose update finished (a checkpoint's ``iter``); -1 before any."""
+        self.check_env_for_nan = bool(train_cfg.get("check_for_nan", True))
+        train_cfg["check_for_nan"] = False  # checked once per rollout by learn(), on every rank together
         self.curriculum = Curriculum(train_cfg.get("curriculum"))
         if self.curriculum.stages:
             self.logger.scalar_sources.append(self._curriculum_scalars)
@@ -95,7 +99,7 @@ class Runner(OnPolicyRunner):
 
     def save(self, path: str, infos: dict | None = None) -> None:
         payload = self.alg.save()
-        payload["iter"] = self.current_learning_iteration
+        payload["iter"] = self.last_finished_iteration
         payload["infos"] = make_infos(self.model_description(), self.env_description, **(infos or {}))
         save_checkpoint(path, payload)
         self.last_saved_path = path
@@ -129,6 +133,7 @@ class Runner(OnPolicyRunner):
         except RuntimeError as exc:
             raise CheckpointError(f"{path!r} does not fit this model: {exc}{self._settings_hint(path, payload)}") from exc
         if load_iteration:
+            self.last_finished_iteration = payload["iter"]
             self.current_learning_iteration = payload["iter"] + 1  # "iter" is the last finished iteration
         return payload["infos"]
 
@@ -183,14 +188,18 @@ class Runner(OnPolicyRunner):
         learner_threads = torch.get_num_threads()
         first_iteration = self.current_learning_iteration
         self.last_finished_iteration = first_iteration - 1
-
-        named_parameters = [(f"{part}.{name}", p) for part, model in (("actor", self.alg.actor), ("critic", self.alg.critic))
+        models = [("actor", self.alg.actor), ("critic", self.alg.critic)]
+        if getattr(self.alg, "rnd", None) is not None:
+            models.append(("rnd", self.alg.rnd))
+        named_parameters = [(f"{part}.{name}", p) for part, model in models
                             for name, p in model.named_parameters() if p.requires_grad]
 
         def checked_update(*args, **kwargs):
             iteration = self.last_finished_iteration + 1
             storage = self.alg.storage
             buffers = {f"storage.{k}": getattr(storage, k, None) for k in ROLLOUT_BUFFERS}
+            if self.check_env_for_nan:  # here, for every rank at once, instead of rsl_rl's per-step, per-rank check
+                buffers |= {f"storage.observations[{group!r}]": obs for group, obs in storage.observations.items()}
             on_every_rank(check_rollout, buffers, iteration)
             with torch_threads(learner_threads):
                 losses = update(*args, **kwargs)
@@ -204,7 +213,9 @@ class Runner(OnPolicyRunner):
 
         self._advance_curriculum(first_iteration)
         self.alg.update = checked_update
-        gradient_check = self.alg.optimizer.register_step_pre_hook(check_gradients_before_step)
+        gradient_checks = [optimizer.register_step_pre_hook(check_gradients_before_step)
+                           for optimizer in (self.alg.optimizer, getattr(getattr(self.alg, "rnd", None), "optimizer", None))
+                           if optimizer is not None]
         try:
             with stop_signals_raise(), torch_threads(self.cfg.get("rollout_torch_threads")):
                 super().learn(num_learning_iterations, init_at_random_ep_len)
@@ -214,12 +225,15 @@ class Runner(OnPolicyRunner):
             raise NonFiniteError(f"{exc}; nothing saved after it, {last}") from None
         except BaseException as exc:
             if self.last_finished_iteration >= first_iteration:
-                self._save_on_the_way_out(exc)
+                with stop_signals_ignored():  # torchrun forwards Ctrl-C again, impatient users press it twice
+                    self._save_on_the_way_out(exc)
             self._flush_writer()
             raise
         finally:
             self.alg.update = update
-            gradient_check.remove()
+            for hook in gradient_checks:
+                hook.remove()
+            self.current_learning_iteration = self.last_finished_iteration + 1  # the next learn() continues
 
     def _curriculum_scalars(self) -> dict[str, float]:
         """``Curriculum/stage`` of the iteration being logged (the last finished one)."""
@@ -235,10 +249,13 @@ class Runner(OnPolicyRunner):
         """Save the last finished iteration when training ends early (no-op on ranks / runs that do not write)."""
         if self.logger.writer is None:
             return
-        self.current_learning_iteration = self.last_finished_iteration
         path = os.path.join(self.logger.log_dir, f"model_{self.last_finished_iteration}.pt")
-        self.save(path)
         reason = str(exc) if isinstance(exc, TrainingStopped) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+        try:
+            self.save(path)
+        except Exception as save_error:  # e.g. a full disk: report it, but let the original error through
+            print(f"training ended early ({reason}); the final save failed too: {save_error}", file=sys.stderr, flush=True)
+            return
         print(f"training ended early ({reason}): saved {path}", file=sys.stderr, flush=True)
 
     def _flush_writer(self) -> None:

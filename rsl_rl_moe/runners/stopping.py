@@ -47,3 +47,18 @@ def stop_signals_raise():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def stop_signals_ignored():
+    """Within the block (a final save), SIGINT and SIGTERM are ignored, so a second Ctrl-C (torchrun forwards the
+    first to its workers again) or SIGTERM cannot cut the save short; the previous handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -13,8 +13,8 @@ and runs every ``alg.update()`` through :meth:`TrainingDiagnostics.update`. At t
 - ``it % monitor_norm_freq == 0`` (so also at iteration 0): parameter norms before the update, gradient norms
   of the update's first minibatch BEFORE clipping (captured by
   :func:`~rsl_rl_moe.diagnostics.first_gradients` between ``backward()`` and ``clip_grad_norm_``; under
-  torch.distributed the rank's own gradients, before the all-reduce), statistics of the gate logits of the
-  update's last minibatch, of the gate input normalisers, and the frozen-expert check, which stops training
+  torch.distributed they are averaged over the ranks, as the optimizer sees them), statistics of the gate logits
+  of the update's last minibatch (every rank's rows), of the gate input normalisers, and the frozen-expert check, which stops training
   with :class:`~rsl_rl_moe.diagnostics.FrozenExpertChangedError` naming the expert (checksums taken when
   ``learn()`` starts);
 - ``it % image_interval == 0``: task x expert heatmaps of the mean gate weight per selection window and, when

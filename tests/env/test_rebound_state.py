@@ -76,3 +76,27 @@ def test_assigning_commands_writes_into_the_buffer_the_env_reads():
     # the tracking errors are computed in numpy on views of the command buffer
     assert torch.allclose(env.lin_vel_error, velocity[:, :2] - env.base_lin_vel_b[:, :2])
     assert torch.allclose(env.yaw_rate_error, velocity[:, 2] - env.base_ang_vel_b[:, 2])
+
+
+def test_a_subclass_that_sets_step_state_before_the_env_binds_it_still_resets():
+    """legged_gym-style subclasses may assign ``self.reset_buf`` before ``super().__init__``: the env's own binding
+    must win, or its numpy views and the attribute part ways (no env would ever reset)."""
+    from helpers import env_cfg
+    from legged_gym.envs import LeggedRobot
+
+    class EarlyBird(LeggedRobot):
+        def __init__(self, cfg):
+            self.reset_buf = torch.zeros(int(cfg["num_envs"]), dtype=torch.bool)
+            super().__init__(cfg)
+
+    env = EarlyBird(env_cfg(["env.num_envs=4", "env.episode_length_s=0.1", *NEVER_FALLS]))
+    dones = [env.step(torch.zeros(4, env.num_actions))[2].clone() for _ in range(10)]
+    assert torch.stack(dones).sum() == 2 * 4  # 5-step episodes: every env ends twice in 10 steps
+
+
+def test_the_commands_object_cannot_be_replaced():
+    from helpers import make_env
+
+    env = make_env(2)
+    with pytest.raises(AttributeError, match="commands"):
+        env.commands = None

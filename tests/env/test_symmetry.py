@@ -31,6 +31,11 @@ def random_obs(batch: int, gen: torch.Generator) -> TensorDict:
 
 
 @pytest.fixture(scope="module")
+def env1():
+    return make_env(1, quiet=True)
+
+
+@pytest.fixture(scope="module")
 def symmetric_mjcf(tmp_path_factory) -> str:
     """scene.xml of a copy of the model without link6's 1.4 mm lateral offset: exactly left-right symmetric."""
     folder = tmp_path_factory.mktemp("go2_piper_symmetric")
@@ -52,10 +57,12 @@ def test_maps_are_involutions_built_from_the_layout():
     joint = {name: i for i, name in enumerate(ACTION_JOINTS)}
     for a, b, s in (("FL_hip_joint", "FR_hip_joint", -1), ("RR_thigh_joint", "RL_thigh_joint", 1),
                     ("FR_calf_joint", "FL_calf_joint", 1), ("joint1", "joint1", -1), ("joint2", "joint2", 1),
-                    ("joint3", "joint3", 1), ("joint4", "joint4", -1), ("joint5", "joint5", 1), ("joint6", "joint6", -1)):
+                    ("joint3", "joint3", 1), ("joint4", "joint4", -1), ("joint5", "joint5", 1),
+                    ("joint6", "joint6", -1)):
         assert (int(sym.JOINT_PERM[joint[a]]), float(sym.JOINT_SIGN[joint[a]])) == (joint[b], s)
     assert [LEG_NAMES[i] for i in sym.FOOT_PERM] == ["FR", "FL", "RR", "RL"]
-    assert sym.POLICY_SEGMENTS["last_actions"] == slice(51, 69) and sym.CRITIC_SEGMENTS["velocity_error"] == slice(14, 16)
+    assert sym.POLICY_SEGMENTS["last_actions"] == slice(51, 69)
+    assert sym.CRITIC_SEGMENTS["velocity_error"] == slice(14, 16)
     assert sym.POLICY_SIGN[:9].tolist() == [-1, 1, -1, 1, -1, 1, 1, -1, -1]  # ang vel, gravity, command
 
 
@@ -73,36 +80,44 @@ def test_mirroring_twice_is_the_identity():
         sym.mirror_observations(TensorDict({"height_scan": torch.zeros(4, 3)}, batch_size=[4]))
 
 
-def test_signs_follow_the_mjcf_joint_axes_at_the_default_pose():
+def test_signs_follow_the_mjcf_joint_axes_at_the_default_pose(env1):
     """A joint whose axis (trunk frame, default pose) lies in the x-z plane flips sign, one along y keeps it; a joint
-    maps onto the joint whose anchor is its mirror image."""
-    env = make_env(1, quiet=True)
-    model = env.robot.model
+    maps onto the joint whose anchor is its mirror image. (Tolerance 1e-4: the MJCF's quaternions have 6 digits.)"""
+    model = env1.robot.model
     data = mujoco.MjData(model)
     data.qpos[3] = 1.0  # base at the origin, unrotated: world = trunk frame
-    data.qpos[7:] = env.default_joint_pos.numpy()
+    data.qpos[7:] = env1.default_joint_pos.numpy()
     mujoco.mj_kinematics(model, data)
     ids = [model.joint(name).id for name in ACTION_JOINTS]
     axes, anchors = data.xaxis[ids], data.xanchor[ids]
     for i, name in enumerate(ACTION_JOINTS):
         if sym.JOINT_SIGN[i] < 0:
-            assert abs(axes[i, 1]) < 1e-6, (name, axes[i])  # in the x-z plane
+            assert abs(axes[i, 1]) < 1e-4, (name, axes[i])  # in the x-z plane
         else:
-            np.testing.assert_allclose(np.abs(axes[i]), [0, 1, 0], atol=1e-6, err_msg=name)  # along y
-        tol = 3e-3 if name == "joint6" else 1e-6  # joint6's anchor: link6's origin, 1.4 mm off the plane
+            np.testing.assert_allclose(np.abs(axes[i]), [0, 1, 0], atol=1e-4, err_msg=name)  # along y
+        tol = 3e-3 if name == "joint6" else 1e-4  # joint6's anchor: link6's origin, 1.4 mm off the plane
         np.testing.assert_allclose(anchors[sym.JOINT_PERM[i]], S * anchors[i], atol=tol, err_msg=name)
 
 
+def mirror_name(name: str) -> str:
+    """The name of the mirror-image body or site: ``FL_calf -> FR_calf``; arm and trunk parts map to themselves."""
+    leg = name[:2]
+    return sym._mirror_leg(leg) + name[2:] if leg in LEG_NAMES else name
+
+
 def test_mirrored_joint_angles_give_the_mirrored_kinematics(symmetric_mjcf):
-    """Random joint angles q and their mirror: every body origin and centre of mass and every site are mirror
-    images, exactly on the symmetrised model; on the real model all but link6 and its sites (the EE), which are off
-    by exactly twice link6's lateral offset."""
+    """Random joint angles q and their mirror: body origins, centres of mass and sites of the mirrored pose are the
+    mirror images of those of their mirror-image parts (FL <-> FR ...); on the symmetrised model all of them, on the
+    real model all but link6 and its sites (the EE), which are off by twice link6's lateral offset. (Tolerance 1e-4 m:
+    the MJCF's quaternions have 6 digits.)"""
     gen = np.random.default_rng(0)
     real = mujoco.MjModel.from_xml_path(f"{MJCF_DIR}/scene.xml")
     offset = real.body("link6").pos[2]  # [m] along joint5's axis
     assert offset == pytest.approx(0.0014165)
     link6 = real.body("link6").id
     for model, path in ((mujoco.MjModel.from_xml_path(symmetric_mjcf), "symmetric"), (real, "real")):
+        body_perm = [model.body(mirror_name(model.body(i).name)).id for i in range(model.nbody)]
+        site_perm = [model.site(mirror_name(model.site(i).name)).id for i in range(model.nsite)]
         data, mirrored = mujoco.MjData(model), mujoco.MjData(model)
         low, high = model.jnt_range[1:].T
         for _ in range(20):
@@ -112,19 +127,21 @@ def test_mirrored_joint_angles_give_the_mirrored_kinematics(symmetric_mjcf):
             assert np.all((mirrored.qpos[7:] >= low) & (mirrored.qpos[7:] <= high))
             mujoco.mj_kinematics(model, data)
             mujoco.mj_kinematics(model, mirrored)
-            for points, mirror_points, owner in ((data.xpos, mirrored.xpos, np.arange(model.nbody)),
-                                                 (data.xipos, mirrored.xipos, np.arange(model.nbody)),
-                                                 (data.site_xpos, mirrored.site_xpos, model.site_bodyid)):
-                error = np.linalg.norm(mirror_points - points * S, axis=1)
+            for points, mirror_points, perm, owner in (
+                (data.xpos, mirrored.xpos, body_perm, np.arange(model.nbody)),
+                (data.xipos, mirrored.xipos, body_perm, np.arange(model.nbody)),
+                (data.site_xpos, mirrored.site_xpos, site_perm, model.site_bodyid),
+            ):
+                error = np.linalg.norm(mirror_points[perm] - points * S, axis=1)
                 if path == "symmetric":
-                    assert error.max() < 1e-9
+                    assert error.max() < 1e-4
                 else:
-                    assert error[owner != link6].max() < 1e-9
-                    np.testing.assert_allclose(error[owner == link6], 2 * offset, atol=1e-9)
+                    assert error[owner != link6].max() < 1e-4
+                    np.testing.assert_allclose(error[owner == link6], 2 * offset, atol=1e-4)
 
 
-def test_default_pose_and_robot_parameters_are_symmetric():
-    env = make_env(1, quiet=True)
+def test_default_pose_and_robot_parameters_are_symmetric(env1):
+    env = env1
     robot = env.robot
     assert torch.equal(sym.mirror_actions(robot.default_joint_pos), robot.default_joint_pos)
     perm = sym.JOINT_PERM
