@@ -19,10 +19,20 @@ Actor data flow (N envs, E experts, A actions, G action groups)::
     exploration: gaussian      Gaussian(a, std), trainable std (rsl_rl GaussianDistribution) --> sampled action
                  expert_choice per action group pick expert i with probability w_i, Gaussian around a_i
                                (rsl_rl_moe.modules.expert_choice); the deterministic output is the blend a
+
+Partial experts (``expert_obs``, ``action_maps``): an expert trained elsewhere, e.g. a legged_gym Go2
+policy (48 observations, 12 actions), reads its observation groups from other env groups by name
+(``expert_obs: {go2: {policy: legged_gym_policy}}``, the env provides them) and writes only some env
+actions: ``action_maps: {go2: {indices: [...], scale: [...], offset: [...]}}`` places its output
+``a_e`` (A_e,) at env actions ``indices`` as ``scale * a_e + offset``. In each action group the gate may
+only weight experts that cover all of the group's actions: the others' logits are masked, so their
+weights are exactly 0 there (the rest renormalised) and expert choice never picks them; the critic
+uses every expert's value.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import torch
@@ -32,7 +42,7 @@ from rsl_rl.utils import resolve_class, unpad_trajectories
 from tensordict import TensorDict
 
 from rsl_rl_moe.modules.expert_choice import ExpertChoiceDistribution
-from rsl_rl_moe.modules.experts import Expert, load_experts
+from rsl_rl_moe.modules.experts import Expert, check_expert_names, expert_obs_view, load_experts
 from rsl_rl_moe.modules.obs_moe import ObsMoE
 
 BLENDS = ("mixture", "product_of_experts")
@@ -102,10 +112,110 @@ def _resolve_action_groups(action_groups: dict[str, list[int]] | None, num_actio
 
 
 def _mean_expert_std(expert_stds: list[torch.Tensor | None], num_actions: int) -> torch.Tensor:
-    """``(A,)`` the mean of the experts' action stds; 1.0 if an expert has none."""
+    """``(A,)`` the mean of the experts' action stds over the experts that write each action (NaN where an
+    expert does not); 1.0 if an expert has none."""
     if any(s is None for s in expert_stds):
         return torch.ones(num_actions)
-    return torch.stack(expert_stds).mean(dim=0)
+    return torch.stack(expert_stds).nanmean(dim=0)
+
+
+class ActionMap(nn.Module):
+    """A partial expert's output ``(N, A_e)`` placed in the env's action space ``(N, A)``:
+    ``scale * a_e + offset`` at env actions ``index``, 0 elsewhere (those actions get no weight)."""
+
+    def __init__(self, index: list[int], scale: list[float], offset: list[float], num_actions: int) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        # not saved: derived from the config, so mixture checkpoints stay loadable without or with maps
+        self.register_buffer("index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float), persistent=False)
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float), persistent=False)
+
+    def forward(self, actions: torch.Tensor) -> torch.Tensor:
+        out = actions.new_zeros(actions.shape[0], self.num_actions)
+        return out.index_copy(1, self.index, self.scale * actions + self.offset)
+
+
+def _resolve_action_maps(
+    action_maps: dict[str, dict] | None, experts: list[Expert], num_actions: int, override_prefix: str
+) -> dict[str, ActionMap]:
+    """Check ``action_maps`` against the experts and the env's action count; ``{expert: ActionMap}``."""
+    names = [e.name for e in experts]
+    check_expert_names(action_maps, names, f"{override_prefix}.action_maps")
+    maps = {}
+    for expert in experts:
+        if expert.name not in (action_maps or {}):
+            continue
+        cfg = dict(action_maps[expert.name])
+        where = f"`{override_prefix}.action_maps.{expert.name}`"
+        unknown = sorted(set(cfg) - {"indices", "scale", "offset"})
+        if unknown or "indices" not in cfg:
+            raise ValueError(f"{where} takes keys indices (required), scale, offset; got {sorted(cfg)}")
+        indices = [int(i) for i in cfg["indices"]]
+        count = expert.model["num_actions"]
+        if len(indices) != count:
+            raise ValueError(
+                f"{where}.indices has {len(indices)} entries but expert {expert.name!r} outputs {count} actions"
+            )
+        outside = [i for i in indices if not 0 <= i < num_actions]
+        if outside:
+            raise ValueError(f"{where}.indices holds {outside}, outside the env's {num_actions} actions 0..{num_actions - 1}")
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        if repeated:
+            raise ValueError(f"{where}.indices holds env actions {repeated} more than once")
+        per_output = {}
+        for key, default in (("scale", 1.0), ("offset", 0.0)):
+            values = cfg.get(key)
+            values = [default] * count if values is None else [float(v) for v in values]
+            if len(values) != count:
+                raise ValueError(
+                    f"{where}.{key} has {len(values)} entries but expert {expert.name!r} outputs {count} actions"
+                )
+            per_output[key] = values
+        maps[expert.name] = ActionMap(indices, per_output["scale"], per_output["offset"], num_actions)
+    return maps
+
+
+def _allowed_experts(
+    maps: dict[str, ActionMap], expert_names: list[str], group_names: list[str], action_to_group: torch.Tensor,
+    override_prefix: str,
+) -> torch.Tensor | None:
+    """``(G, E)`` bool: expert e may be weighted in action group g (it writes all of g's actions); None when
+    every expert writes every action.
+
+    Raises:
+        ValueError: a partial expert with a scalar gate, an expert covering part of a group, or a group no
+            expert covers.
+    """
+    if not maps:
+        return None
+    if not group_names:
+        raise ValueError(
+            f"experts {list(maps)} write only some actions (`{override_prefix}.action_maps`): they need a per-limb "
+            f"gate, set `{override_prefix}.actor.action_groups`"
+        )
+    allowed = torch.ones(len(group_names), len(expert_names), dtype=torch.bool)
+    for g, group in enumerate(group_names):
+        group_actions = (action_to_group == g).nonzero().flatten().tolist()
+        for e, name in enumerate(expert_names):
+            if name not in maps:
+                continue
+            covered = set(maps[name].index.tolist())
+            missing = [i for i in group_actions if i not in covered]
+            if not missing:
+                continue
+            if len(missing) < len(group_actions):
+                raise ValueError(
+                    f"expert {name!r} writes part of action group {group!r} but not its actions {missing} "
+                    f"(`{override_prefix}.action_maps.{name}.indices`): an expert must write all of a group or none"
+                )
+            allowed[g, e] = False
+        if not allowed[g].any():
+            raise ValueError(
+                f"no expert writes all of action group {group!r} (actions {group_actions}): check "
+                f"`{override_prefix}.action_maps`"
+            )
+    return allowed
 
 
 class ExpertMixture(nn.Module):
@@ -127,6 +237,8 @@ class ExpertMixture(nn.Module):
         freeze_experts: bool,
         obs_moe: dict | None,
         num_groups: int | None,
+        expert_obs: dict[str, dict[str, str]] | None = None,
+        allowed_experts: torch.Tensor | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set: as rsl_rl passes them to a model.
@@ -135,6 +247,8 @@ class ExpertMixture(nn.Module):
         freeze_experts: no gradient, always eval mode.
         obs_moe: keys of :class:`ObsMoE` for the gate.
         num_groups: gate weight vectors per sample (None: one).
+        expert_obs: ``{expert: {its group: env group}}``, observation groups experts read under other names.
+        allowed_experts: ``(G, E)`` bool, experts the gate may weight per action group (None: all).
         """
         super().__init__()
         self.obs_groups = list(obs_groups[obs_set])
@@ -142,14 +256,21 @@ class ExpertMixture(nn.Module):
         self.expert_names = [e.name for e in experts]
         self.expert_sources = {e.name: {"path": e.path, "source": e.source} for e in experts}
         self.expert_models = {e.name: e.model for e in experts}  # saved with the mixture (MoERunner.save)
-        self.expert_obs_groups = {e.name: list(e.obs_groups[part]) for e in experts}
+        self.expert_obs = {e.name: dict((expert_obs or {}).get(e.name) or {}) for e in experts}
+        # env groups each expert reads (after its observation map), in its input order
+        self.expert_obs_groups = {
+            e.name: [self.expert_obs[e.name].get(g, g) for g in e.obs_groups[part]] for e in experts
+        }
         self.group_dims = {g: obs[g].shape[-1] for g in obs.keys()}
         self.experts = nn.ModuleDict({e.name: getattr(e, part) for e in experts})
         self.freeze_experts = freeze_experts
         if freeze_experts:
             self.experts.requires_grad_(False)
             self.experts.eval()
-        self.gate = ObsMoE(self.obs_dim, num_experts=len(experts), num_groups=num_groups, **(obs_moe or {}))
+        self.gate = ObsMoE(
+            self.obs_dim, num_experts=len(experts), num_groups=num_groups, allowed_experts=allowed_experts,
+            **(obs_moe or {}),
+        )
 
     def train(self, mode: bool = True) -> ExpertMixture:
         """Set train/eval mode; frozen experts always stay in eval mode."""
@@ -172,6 +293,11 @@ class ExpertMixture(nn.Module):
     def _gate_input(self, obs: TensorDict) -> torch.Tensor:
         """``(N, obs_dim)``: the model's observation set, concatenated."""
         return torch.cat([obs[g] for g in self.obs_groups], dim=-1)
+
+    def _expert_outputs(self, obs: TensorDict) -> list[torch.Tensor]:
+        """Each expert's output on its view of the observations (:func:`expert_obs_view`), in gate order."""
+        with torch.set_grad_enabled(self._expert_grad_enabled()):
+            return [expert(expert_obs_view(obs, self.expert_obs[name])) for name, expert in self.experts.items()]
 
     def _expert_grad_enabled(self) -> bool:
         return torch.is_grad_enabled() and not self.freeze_experts
@@ -238,6 +364,8 @@ class MoEActor(ExpertMixture):
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
         expert_models: dict[str, dict] | None = None,
         expert_tasks: dict[str, str | None] | None = None,
+        expert_obs: dict[str, dict[str, str]] | None = None,
+        action_maps: dict[str, dict] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` = A actions).
@@ -264,6 +392,12 @@ class MoEActor(ExpertMixture):
             these experts (weights to come from that checkpoint) instead of reading the expert files.
         expert_tasks: ``{name: task}``: the task (env name) each expert file should record; a file recording
             another loads with a warning naming both (:func:`rsl_rl_moe.modules.experts.load_expert`).
+        expert_obs: ``{expert: {group the expert was trained on: env group}}``: that expert reads the env group
+            under its own group name (the env must provide it with the same width), e.g.
+            ``{go2: {policy: legged_gym_policy}}``.
+        action_maps: ``{expert: {indices: [...], scale: [...], offset: [...]}}``: the expert writes only the env
+            actions ``indices`` (one per expert output, unique), as ``scale * a_e + offset`` (defaults 1 and 0).
+            Needs ``action_groups``; in each group the gate weights only experts that write all of its actions.
         """
         if blend not in BLENDS:
             raise ValueError(f"unknown blend {blend!r}: choose one of {list(BLENDS)}")
@@ -276,17 +410,21 @@ class MoEActor(ExpertMixture):
             )
         experts = load_experts(
             obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
-            expert_models, expert_tasks,
+            expert_models, expert_tasks, expert_obs, frozenset(action_maps or {}),
         )
         group_names, action_to_group = _resolve_action_groups(action_groups, output_dim)
+        maps = _resolve_action_maps(action_maps, experts, output_dim, override_prefix)
+        allowed = _allowed_experts(maps, [e.name for e in experts], group_names, action_to_group, override_prefix)
         super().__init__(
-            obs, obs_groups, obs_set, experts, "actor", freeze_experts, obs_moe, len(group_names) or None
+            obs, obs_groups, obs_set, experts, "actor", freeze_experts, obs_moe, len(group_names) or None,
+            expert_obs, allowed,
         )
+        self.action_maps = nn.ModuleDict(maps)
         self.num_actions = output_dim
         self.blend = blend
         self.action_group_names = group_names
         self.register_buffer("action_to_group", action_to_group.to(obs.device))
-        stds = {e.name: e.action_std for e in experts}
+        stds = {e.name: self._env_std(e.action_std, maps.get(e.name), output_dim) for e in experts}
         if blend == "product_of_experts":
             lacking = [name for name, std in stds.items() if std is None]
             if lacking:
@@ -294,17 +432,28 @@ class MoEActor(ExpertMixture):
                     f"blend='product_of_experts' needs a state-independent Gaussian action std in every expert; "
                     f"{lacking} have none: use blend='mixture'"
                 )
-            self.register_buffer("expert_precision", torch.stack([s.pow(-2) for s in stds.values()], dim=-1))
+            # (A, E); an expert that does not write an action gets weight 0 there, its precision is a placeholder
+            precision = torch.stack([s.pow(-2) for s in stds.values()], dim=-1)
+            self.register_buffer("expert_precision", precision.nan_to_num(1.0))
         else:
             self.expert_precision: torch.Tensor | None = None
         if exploration == "expert_choice":
             self.distribution = ExpertChoiceDistribution(
-                self.action_to_group, _mean_expert_std(list(stds.values()), output_dim), expert_choice_hold_steps
+                self.action_to_group, _mean_expert_std(list(stds.values()), output_dim), expert_choice_hold_steps,
+                allowed,
             )
         else:
             self.distribution = self._make_distribution(distribution_cfg, output_dim, list(stds.values()))
         self.exploration = exploration
         self.last_expert_actions: torch.Tensor | None = None
+
+    @staticmethod
+    def _env_std(std: torch.Tensor | None, action_map: ActionMap | None, num_actions: int) -> torch.Tensor | None:
+        """An expert's action std in env action space ``(A,)``: ``|scale| * std`` at its actions, NaN elsewhere."""
+        if std is None or action_map is None:
+            return std
+        out = torch.full((num_actions,), float("nan"), dtype=std.dtype, device=std.device)
+        return out.index_copy(0, action_map.index.to(std.device), action_map.scale.to(std.device).abs() * std)
 
     @staticmethod
     def _make_distribution(cfg: dict | None, num_actions: int, expert_stds: list[torch.Tensor | None]) -> nn.Module:
@@ -320,13 +469,18 @@ class MoEActor(ExpertMixture):
             )
         if default:
             with torch.no_grad():
-                distribution.std_param.copy_(_mean_expert_std(expert_stds, num_actions))
+                distribution.std_param.copy_(_mean_expert_std(expert_stds, num_actions).to(distribution.std_param))
         return distribution
 
     def _expert_means(self, obs: TensorDict) -> torch.Tensor:
-        """``(N, A, E)`` action means of the experts."""
-        with torch.set_grad_enabled(self._expert_grad_enabled()):
-            return torch.stack([expert(obs) for expert in self.experts.values()], dim=-1)
+        """``(N, A, E)`` action means of the experts (a partial expert's through its action map, 0 at actions
+        it does not write)."""
+        outputs = self._expert_outputs(obs)
+        means = [
+            self.action_maps[name](out) if name in self.action_maps else out
+            for name, out in zip(self.experts.keys(), outputs)
+        ]
+        return torch.stack(means, dim=-1)
 
     def forward(
         self,
@@ -400,15 +554,16 @@ ActorCriticMoE = MoEActor
 
 
 class _ExpertSlice(nn.Module):
-    """Export helper: one expert reading its columns of the concatenated input."""
+    """Export helper: one expert reading its columns of the concatenated input, through its action map."""
 
-    def __init__(self, net: nn.Module, index: torch.Tensor) -> None:
+    def __init__(self, net: nn.Module, index: torch.Tensor, action_map: ActionMap | None) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("index", index)
+        self.action_map = action_map if action_map is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.index_select(-1, self.index))
+        return self.action_map(self.net(x.index_select(-1, self.index)))
 
 
 class _ExportedMoEPolicy(nn.Module):
@@ -429,7 +584,11 @@ class _ExportedMoEPolicy(nn.Module):
         self.gate = actor.gate.as_export()
         self.register_buffer("gate_index", torch.cat([offsets[g] for g in actor.obs_groups]))
         self.experts = nn.ModuleList(
-            _ExpertSlice(expert.as_jit(), torch.cat([offsets[g] for g in actor.expert_obs_groups[name]]))
+            _ExpertSlice(
+                expert.as_jit(),
+                torch.cat([offsets[g] for g in actor.expert_obs_groups[name]]),
+                copy.deepcopy(actor.action_maps[name]) if name in actor.action_maps else None,
+            )
             for name, expert in actor.experts.items()
         )
         self.register_buffer("action_to_group", actor.action_to_group.clone())
@@ -485,11 +644,13 @@ class MoECritic(ExpertMixture):
         override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
         expert_models: dict[str, dict] | None = None,
         expert_tasks: dict[str, str | None] | None = None,
+        expert_obs: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` must be 1).
         base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, freeze_experts, legacy_architectures,
-        override_prefix, expert_models, expert_tasks: as for :class:`MoEActor` (use the same experts).
+        override_prefix, expert_models, expert_tasks, expert_obs: as for :class:`MoEActor` (use the same
+        experts). A partial expert's value is used like any other (its action map does not matter here).
         obs_moe: config of this critic's own gate (keys of :class:`ObsMoE`), reading the critic observation set.
         residual_hidden_dims: hidden widths of the residual MLP; None: no residual.
         residual_activation: activation of the residual MLP.
@@ -498,9 +659,9 @@ class MoECritic(ExpertMixture):
             raise ValueError(f"MoECritic outputs a value (output_dim=1), got output_dim={output_dim}")
         experts = load_experts(
             obs, None, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
-            expert_models, expert_tasks,
+            expert_models, expert_tasks, expert_obs,
         )
-        super().__init__(obs, obs_groups, obs_set, experts, "critic", freeze_experts, obs_moe, None)
+        super().__init__(obs, obs_groups, obs_set, experts, "critic", freeze_experts, obs_moe, None, expert_obs)
         if residual_hidden_dims is None:
             self.residual = None
         else:
@@ -513,8 +674,7 @@ class MoECritic(ExpertMixture):
         obs = unpad_trajectories(obs, masks) if masks is not None else obs
         x = self._gate_input(obs)
         weights, _ = self.gate(x)
-        with torch.set_grad_enabled(self._expert_grad_enabled()):
-            values = torch.cat([expert(obs) for expert in self.experts.values()], dim=-1)
+        values = torch.cat(self._expert_outputs(obs), dim=-1)
         value = (weights * values).sum(dim=-1, keepdim=True)
         if self.residual is not None:
             value = value + self.residual(self.gate.normalize(x))

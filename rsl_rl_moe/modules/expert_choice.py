@@ -46,9 +46,17 @@ class ExpertChoiceDistribution(nn.Module):
         action_to_group: ``(A,)`` long, the action group of each action (all zeros for a scalar gate).
         init_std: ``(A,)`` initial std of the Gaussian around the chosen expert's action.
         hold_steps: mean number of policy steps an expert choice is kept (>= 1; 1: a fresh choice each step).
+        allowed_experts: ``(G, E)`` bool, experts a group may choose (the gate gives the others weight exactly 0);
+            they are never sampled and add nothing to the density. None: all.
     """
 
-    def __init__(self, action_to_group: torch.Tensor, init_std: torch.Tensor, hold_steps: float) -> None:
+    def __init__(
+        self,
+        action_to_group: torch.Tensor,
+        init_std: torch.Tensor,
+        hold_steps: float,
+        allowed_experts: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         if hold_steps < 1:
             raise ValueError(f"expert_choice_hold_steps must be >= 1 (policy steps), got {hold_steps}")
@@ -59,6 +67,10 @@ class ExpertChoiceDistribution(nn.Module):
         # (A, G) one-hot action -> group; not saved: checkpoints of either exploration load into the other
         self.register_buffer(
             "group_of_action", nn.functional.one_hot(action_to_group, num_groups).float(), persistent=False
+        )
+        # (G, E) or None; not saved: derived from the config (action maps)
+        self.register_buffer(
+            "allowed_experts", None if allowed_experts is None else allowed_experts.bool().clone(), persistent=False
         )
         self._held_uniform: torch.Tensor | None = None  # (N, G) in [0, 1)
         self._weights: torch.Tensor | None = None  # (N, G, E)
@@ -104,6 +116,7 @@ class ExpertChoiceDistribution(nn.Module):
         weights = self._weights
         uniform = self._choice_uniform(weights.shape[0], weights.shape[1], weights.device)
         cdf = weights.cumsum(dim=-1)  # (N, G, E)
+        cdf = cdf / cdf[..., -1:]  # exactly 1 at the end: an expert of weight 0 is never chosen, even the last
         choice = (uniform.unsqueeze(-1) >= cdf[..., :-1]).sum(dim=-1)  # (N, G) expert index
         one_hot = nn.functional.one_hot(choice, weights.shape[-1]).to(self._means.dtype)  # (N, G, E)
         per_action_choice = torch.einsum("nge,ag->nae", one_hot, self.group_of_action)
@@ -114,7 +127,10 @@ class ExpertChoiceDistribution(nn.Module):
         """``(N,)`` log-density of ``actions`` ``(N, A)`` under the mixture (summed over groups)."""
         per_action = Normal(self._means, self._std().unsqueeze(-1)).log_prob(actions.unsqueeze(-1))  # (N, A, E)
         per_group = torch.einsum("nae,ag->nge", per_action, self.group_of_action)  # (N, G, E)
-        return torch.logsumexp(_log_weights(self._weights) + per_group, dim=-1).sum(dim=-1)
+        log_weights = _log_weights(self._weights)
+        if self.allowed_experts is not None:  # experts a group may not choose contribute exactly nothing
+            log_weights = log_weights.masked_fill(~self.allowed_experts, float("-inf"))
+        return torch.logsumexp(log_weights + per_group, dim=-1).sum(dim=-1)
 
     @property
     def entropy(self) -> torch.Tensor:

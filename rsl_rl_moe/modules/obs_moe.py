@@ -173,6 +173,7 @@ class ObsMoE(nn.Module):
         temperature: float = 1.0,
         schedule: dict | None = None,
         output_init_gain: float = 0.01,
+        allowed_experts: torch.Tensor | None = None,
     ) -> None:
         """Args:
         obs_dim: width of the gate's input vector.
@@ -187,6 +188,8 @@ class ObsMoE(nn.Module):
             ``warmup_iterations``, ``warmup_routing``, ``anneal_iterations``, ``final_temperature``.
         output_init_gain: gain of the orthogonal init of the output layer. The default 0.01 starts every
             state close to a uniform blend; larger values start with state-dependent, more decisive routing.
+        allowed_experts: ``(G, E)`` (or ``(E,)``) bool, the experts each group may weight: the others' logits
+            are set to -inf before routing, so their weights are exactly 0 and the rest sum to 1. None: all.
         """
         super().__init__()
         if num_experts < 2:
@@ -205,6 +208,12 @@ class ObsMoE(nn.Module):
         nn.init.orthogonal_(last.weight, gain=output_init_gain)
         nn.init.zeros_(last.bias)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        shape = (num_experts,) if num_groups is None else (num_groups, num_experts)
+        allowed = torch.ones(shape, dtype=torch.bool) if allowed_experts is None else allowed_experts.bool()
+        if allowed.shape != shape or not allowed.any(dim=-1).all():
+            raise ValueError(f"allowed_experts must be a {tuple(shape)} mask with an allowed expert per row, got {allowed}")
+        # not saved: derived from the config (action maps)
+        self.register_buffer("allowed_experts", allowed, persistent=False)
         self.register_load_state_dict_post_hook(_refresh_after_load)
         self._routing_state = self.schedule.state(0)
         self.last_weights: torch.Tensor | None = None
@@ -243,7 +252,7 @@ class ObsMoE(nn.Module):
         """
         logits = self.mlp(self.obs_normalizer(x))
         state = self._routing_state
-        weights = route(logits, state.routing, state.temperature)
+        weights = route(logits.masked_fill(~self.allowed_experts, float("-inf")), state.routing, state.temperature)
         self.last_logits = logits.detach()
         self.last_weights = weights.detach()
         return weights, logits
@@ -267,9 +276,10 @@ class _ExportGate(nn.Module):
         self.mlp = copy.deepcopy(gate.mlp)
         self.routing = gate.routing_state.routing
         self.temperature = gate.routing_state.temperature
+        self.register_buffer("allowed_experts", gate.allowed_experts.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.mlp(self.obs_normalizer(x)) / self.temperature
+        z = self.mlp(self.obs_normalizer(x)).masked_fill(~self.allowed_experts, float("-inf")) / self.temperature
         if self.routing == "sparsemax":
             return sparsemax_forward(z)
         if self.routing == "entmax15":
