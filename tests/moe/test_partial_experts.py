@@ -237,3 +237,21 @@ def test_group_no_expert_covers_is_refused(env_obs, files):
 def test_scalar_gate_with_a_partial_expert_is_refused(env_obs, files):
     with pytest.raises(ValueError, match=r"experts \['go2'\] write only some actions.*action_groups"):
         make_actor(env_obs, files, action_groups=None)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec:FutureWarning")  # raised inside torch.onnx
+def test_onnx_export_matches_forward(tmp_path, env_obs, files):
+    import numpy as np
+    import onnxruntime
+
+    actor = make_actor(env_obs, files, obs_moe={"routing": "sparsemax"})
+    favour_go2(actor, logit=1.0)
+    actor.eval()
+    model = actor.as_onnx(verbose=False)
+    path = str(tmp_path / "policy.onnx")
+    torch.onnx.export(model, model.get_dummy_inputs(), path, export_params=True, opset_version=18,
+                      input_names=model.input_names, output_names=model.output_names)
+    x = torch.cat([env_obs[g] for g in actor.input_groups], dim=-1)
+    session = onnxruntime.InferenceSession(path)
+    got = np.concatenate([session.run(None, {"obs": row[None].numpy()})[0] for row in x[:8]])  # batch size 1
+    np.testing.assert_allclose(got, actor(env_obs)[:8].detach().numpy(), rtol=1e-5, atol=1e-5)
