@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from rsl_rl_moe.distributed import (  # noqa: E402
 )
 from rsl_rl_moe.finite import NonFiniteError  # noqa: E402
 from rsl_rl_moe.runners import Runner, with_described_experts  # noqa: E402
-from rsl_rl_moe.runners.stopping import TrainingStopped  # noqa: E402
+from rsl_rl_moe.runners.stopping import TrainingStopped, exit_code as stop_exit_code  # noqa: E402
 from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 USER_ERRORS = (CheckpointError, SequenceFileError, FileNotFoundError, ValueError)
@@ -189,7 +188,5 @@ def user_errors():
     except NonFiniteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_NON_FINITE)
-    except TrainingStopped as exc:
-        sys.exit(128 + exc.signum)
-    except KeyboardInterrupt:
-        sys.exit(128 + signal.SIGINT)
+    except (TrainingStopped, KeyboardInterrupt) as exc:
+        sys.exit(stop_exit_code(exc))
