@@ -32,6 +32,7 @@ from rsl_rl_moe.distributed import (  # noqa: E402
     process_info,
 )
 from rsl_rl_moe.finite import NonFiniteError  # noqa: E402
+from rsl_rl_moe.modules.experts import load_expert  # noqa: E402
 from rsl_rl_moe.runners import Runner, with_described_experts  # noqa: E402
 from rsl_rl_moe.runners.stopping import TrainingStopped, exit_code as stop_exit_code  # noqa: E402
 from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
@@ -66,8 +67,25 @@ def quiet_env_config(cfg: DictConfig, num_envs: int) -> dict:
 
 
 def make_env(env_cfg: dict):
-    """Instantiate ``env_cfg["class_name"]`` (any rsl_rl VecEnv taking its config dict)."""
-    return resolve_callable(env_cfg["class_name"])(env_cfg)
+    """Instantiate ``env_cfg["class_name"]`` (any rsl_rl VecEnv taking its config dict), with the partner of
+    ``env_cfg["partner"]`` attached if one is configured (:func:`attach_partner`)."""
+    env = resolve_callable(env_cfg["class_name"])(env_cfg)
+    attach_partner(env, env_cfg.get("partner") or {})
+    return env
+
+
+def attach_partner(env, partner_cfg: dict) -> None:
+    """Load the expert at ``partner_cfg["ckpt_path"]`` (``env.partner``; nothing if null) and let it write the
+    actions of ``partner_cfg["limbs"]`` in episodes of ``partner_cfg["tasks"]`` (``env.set_partner``)."""
+    path = partner_cfg.get("ckpt_path")
+    if not path:
+        return
+    if not callable(getattr(env, "set_partner", None)):
+        raise ValueError(f"env.partner.ckpt_path={path}: {type(env).__name__} has no set_partner(policy, limbs, tasks)")
+    expert = load_expert("partner", path, env.get_observations(), env.num_actions, "env.partner.ckpt_path",
+                         device=env.device)
+    expert.actor.eval().requires_grad_(False)
+    env.set_partner(expert.actor, partner_cfg["limbs"], list(partner_cfg["tasks"]))
 
 
 def make_train_cfg(cfg: DictConfig) -> dict:
@@ -76,13 +94,17 @@ def make_train_cfg(cfg: DictConfig) -> dict:
     Only ``actor_critic.actor`` and ``actor_critic.critic`` become models; other keys of ``actor_critic``
     (e.g. the expert paths of ppo_moe.yaml) are settings the two share through interpolation.
     ``runner.class_name`` and ``runner.max_iterations`` are read by the scripts, not by rsl_rl. The task's
-    curriculum (``env.curriculum``: its stages change env and algorithm settings) becomes ``curriculum``.
+    curriculum (``env.curriculum``: its stages change env and algorithm settings) becomes ``curriculum``, and its
+    ``env.symmetry`` (when augmentation or the mirror loss is on) rsl_rl's ``algorithm.symmetry_cfg``.
     """
     runner = OmegaConf.to_container(cfg.runner, resolve=True)
     for key in ("class_name", "max_iterations"):
         runner.pop(key)
     alg = runner.pop("alg")
     actor_critic = alg.pop("actor_critic")
+    symmetry = OmegaConf.to_container(cfg.env.symmetry, resolve=True) if "symmetry" in cfg.env else {}
+    if symmetry.get("use_data_augmentation") or symmetry.get("mirror_loss_coeff", 0.0) > 0.0:
+        alg["symmetry_cfg"] = {**symmetry, "use_mirror_loss": symmetry.get("mirror_loss_coeff", 0.0) > 0.0}
     return {
         **runner,
         "algorithm": alg,

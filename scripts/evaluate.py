@@ -7,6 +7,12 @@ Locomotion: velocity tracking (all steps and steady state), falls, gait (airborn
 |v_cmd| >= 0.5 m/s, stance-foot slip, trunk height). Reaching: end-effector error 1 s after each
 target change on sampled targets, then on ``evaluate.sequence_file`` (data/tossing.pkl), and base
 drift. Definitions: legged_gym/utils/evaluation.py.
+
+``evaluate.tasks=[loco_reach]`` evaluates only those tasks' episodes; with ``env.partner.ckpt_path=<other expert>``
+another expert writes some limbs (``env.partner.limbs``), e.g. the per-limb composition of the two experts:
+
+    python scripts/evaluate.py --config-name=train env=combo_go2Piper_loco_reach 'evaluate.tasks=[loco_reach]' \
+        ckpt_path=resources/checkpoints/base_expert.pt env.partner.ckpt_path=resources/checkpoints/arm_expert.pt
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import sys
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
 from validation import validate_config
+from legged_gym.envs.commands import TASK_NAMES
 from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
 from legged_gym.utils.rollout import RolloutRecord
 from rsl_rl_moe.checkpoint import CheckpointError
@@ -44,6 +51,35 @@ def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
     return record.stack(), env
 
 
+def evaluated_task_probabilities(cfg: DictConfig) -> dict[str, float]:
+    """``{task: probability}`` of the evaluation's episodes: the env's, or equal among ``evaluate.tasks``."""
+    probabilities = {task: float(cfg.env.tasks.probabilities.get(task, 0.0)) for task in TASK_NAMES}
+    tasks = cfg.evaluate.get("tasks")
+    if not tasks:
+        return probabilities
+    unknown = sorted(set(tasks) - set(TASK_NAMES))
+    if unknown:
+        raise ValueError(f"evaluate.tasks={list(tasks)}: {unknown} not among {list(TASK_NAMES)}")
+    return {task: float(task in tasks) for task in TASK_NAMES}
+
+
+def evaluation_env_config(cfg: DictConfig, probabilities: dict[str, float]) -> dict:
+    """The quiet env config of the evaluation (:func:`common.quiet_env_config`) with its task probabilities."""
+    env_cfg = quiet_env_config(cfg, cfg.evaluate.num_envs)
+    env_cfg["tasks"]["probabilities"] = dict(probabilities)
+    return env_cfg
+
+
+def result_name(cfg: DictConfig) -> str:
+    """``<env name>[_<evaluated tasks>][_partner_<limbs>]``: the name of the JSON file of the results."""
+    name = cfg.env.name
+    if cfg.evaluate.get("tasks"):
+        name += "_" + "_".join(cfg.evaluate.tasks)
+    if cfg.env.get("partner") and cfg.env.partner.ckpt_path:
+        name += f"_partner_{cfg.env.partner.limbs}"
+    return name
+
+
 def print_table(title: str, metrics: dict) -> None:
     print(f"\n{title}")
     for key, value in metrics.items():
@@ -58,20 +94,19 @@ def main(cfg: DictConfig) -> None:
             raise CheckpointError("evaluate needs a policy: add ckpt_path=<path to model_N.pt>")
         ev = cfg.evaluate
         results = {}
-        base_cfg = quiet_env_config(cfg, ev.num_envs)
-        probabilities = base_cfg["tasks"]["probabilities"]
-        if probabilities.get("locomotion", 0) > 0 or probabilities.get("loco_reach", 0) > 0:
-            env_cfg = quiet_env_config(cfg, ev.num_envs)
+        probabilities = evaluated_task_probabilities(cfg)
+        if probabilities["locomotion"] > 0 or probabilities["loco_reach"] > 0:
+            env_cfg = evaluation_env_config(cfg, probabilities)
             env_cfg["tasks"]["locomotion"]["resampling_time_s"] = float(ev.command_resampling_s)
             arrays, env = rollout(cfg, env_cfg)
             results["locomotion"] = locomotion_metrics(
                 arrays, env.dt, env.reward_cfg["base_height_target"], ev.settle_s, ev.fast_speed
             )
-        if probabilities.get("reaching", 0) > 0 or probabilities.get("loco_reach", 0) > 0:
-            arrays, env = rollout(cfg, quiet_env_config(cfg, ev.num_envs))
+        if probabilities["reaching"] > 0 or probabilities["loco_reach"] > 0:
+            arrays, env = rollout(cfg, evaluation_env_config(cfg, probabilities))
             results["reaching_sampled"] = reaching_metrics(arrays, env.dt, ev.settle_s)
             if ev.sequence_file:
-                env_cfg = quiet_env_config(cfg, ev.num_envs)
+                env_cfg = evaluation_env_config(cfg, probabilities)
                 env_cfg["tasks"]["reaching"]["sequence_sampler"]["file_path"] = ev.sequence_file
                 arrays, env = rollout(cfg, env_cfg)
                 results["reaching_sequence"] = reaching_metrics(arrays, env.dt, ev.settle_s)
@@ -79,9 +114,10 @@ def main(cfg: DictConfig) -> None:
             print_table(f"{title} ({ev.num_envs} envs x {ev.duration_s} s, seed {ev.seed})", metrics)
         out_dir = os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), "eval")
         os.makedirs(out_dir, exist_ok=True)
-        out_path = os.path.join(out_dir, f"{cfg.env.name}.json")
+        out_path = os.path.join(out_dir, f"{result_name(cfg)}.json")
         with open(out_path, "w") as f:
-            json.dump({"ckpt_path": cfg.ckpt_path, "evaluate": dict(ev), "results": results}, f, indent=2)
+            json.dump({"ckpt_path": cfg.ckpt_path, "partner": OmegaConf.to_container(cfg.env.partner),
+                       "evaluate": OmegaConf.to_container(ev), "results": results}, f, indent=2)
         print(f"\nwrote {out_path}")
 
 

@@ -56,3 +56,23 @@ def test_train_moe_example_takes_the_user_guide_overrides():
     assert train_cfg["algorithm"]["class_name"] == "rsl_rl_moe.algorithms:PPOMoE"
     assert train_cfg["algorithm"]["moe_weight_regularization"] == 0.05
     assert "actor_critic" not in train_cfg["algorithm"] and "class_name" not in train_cfg  # not rsl_rl kwargs
+
+
+def test_the_task_sets_the_training_length_and_an_override_wins():
+    assert compose_cfg("train", ["env=combo_go2Piper_locomotion"]).runner.max_iterations == 1000
+    assert compose_cfg("train", ["env=combo_go2Piper_loco_reach"]).runner.max_iterations == 1500
+    cfg = compose_cfg("train", ["env=combo_go2Piper_locomotion", "runner.max_iterations=7"])
+    assert cfg.runner.max_iterations == 7
+
+
+def test_env_symmetry_settings_become_rsl_rl_symmetry_cfg():
+    """The task's ``env.symmetry`` turns on rsl_rl's augmentation (and the mirror loss only with a coefficient);
+    off, PPO gets no symmetry_cfg at all (the mixture's PPOMoE and its conflict diagnostics never see one)."""
+    on = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_locomotion"]))["algorithm"]["symmetry_cfg"]
+    assert on["use_data_augmentation"] is True and on["use_mirror_loss"] is False
+    assert on["data_augmentation_func"] == "legged_gym.envs.symmetry:mirror_augmentation"
+    loss = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_loco_reach", "env.symmetry.mirror_loss_coeff=0.5"]))
+    assert loss["algorithm"]["symmetry_cfg"]["use_mirror_loss"] is True
+    assert loss["algorithm"]["symmetry_cfg"]["mirror_loss_coeff"] == 0.5
+    for config_name, overrides in (("train", ["env=combo_go2Piper_loco_reach"]), ("train_moe_example", [])):
+        assert "symmetry_cfg" not in make_train_cfg(compose_cfg(config_name, overrides))["algorithm"]

@@ -19,12 +19,19 @@ from rsl_rl_moe.checkpoint import is_self_describing, load_checkpoint
 from rsl_rl_moe.modules.experts import load_expert
 
 CHECKPOINTS = os.path.join(REPO_ROOT, "resources", "checkpoints")
+LOCO_REACH_ONLY = ["env.tasks.probabilities.locomotion=0.0", "env.tasks.probabilities.reaching=0.0",
+                   "env.tasks.locomotion.resampling_time_s=3.0"]
 
 
-def run_expert(name: str, env_name: str, seconds: float, overrides=()):
+def run_expert(name: str, env_name: str, seconds: float, overrides=(), partner: tuple[str, str] | None = None):
+    """Roll out the shipped expert ``name``; ``partner=(expert name, limbs)``: that expert writes those limbs."""
     env = make_env(8, [f"env={env_name}", "env.seed=7", *overrides], quiet=True)
     path = os.path.join(CHECKPOINTS, f"{name}.pt")
     expert = load_expert(name, path, env.get_observations(), env.num_actions, "test")
+    if partner is not None:
+        other = load_expert(partner[0], os.path.join(CHECKPOINTS, f"{partner[0]}.pt"), env.get_observations(),
+                            env.num_actions, "test")
+        env.set_partner(other.actor, partner[1], ["loco_reach"])
     record = RolloutRecord(dt=env.dt)
     obs = env.get_observations()
     for _ in range(int(seconds / env.dt)):
@@ -57,6 +64,29 @@ def test_base_expert_walks_and_tracks_commands():
     assert m["falls"] <= 1  # the full evaluation sees 6 falls in 64 envs x 20 s (resources/checkpoints/README.md)
     assert m["lin_vel_rms_steady_mps"] < 0.2 and m["yaw_rate_rms_steady_radps"] < 0.25
     assert m["airborne_share_min"] > 0.2 and m["stance_slip_mps"] < 0.15 and m["trunk_height_error_cm"] < 5.0
+
+
+def test_legs_from_base_and_arm_from_arm_walk_and_reach_together():
+    """The per-limb composition on loco_reach: the base expert's legs walk under the arm expert's reaching arm."""
+    arrays, env = run_expert("base_expert", "combo_go2Piper_loco_reach", 6.0, LOCO_REACH_ONLY, partner=("arm_expert", "arm"))
+    walking = locomotion_metrics(arrays, env.dt, env.reward_cfg["base_height_target"])
+    reaching = reaching_metrics(arrays, env.dt)
+    assert walking["falls"] == 0 and walking["lin_vel_rms_steady_mps"] < 0.25
+    assert reaching["targets_scored"] >= 8 and reaching["ee_error_median_cm"] < 4.0
+
+
+def test_evaluate_script_names_tasks_and_partner_in_its_results(tmp_path):
+    """``evaluate.tasks`` and ``env.partner`` reach the evaluation; the file name tells the evaluations apart."""
+    path = os.path.join(tmp_path, "base_expert.pt")
+    shutil.copy(os.path.join(CHECKPOINTS, "base_expert.pt"), path)
+    arm = os.path.join(CHECKPOINTS, "arm_expert.pt")
+    result = run_script("evaluate.py", ["--config-name=train", "env=combo_go2Piper_loco_reach", f"ckpt_path={path}",
+                                        "evaluate.tasks=[loco_reach]", f"env.partner.ckpt_path={arm}",
+                                        "evaluate.num_envs=2", "evaluate.duration_s=1.5", "evaluate.sequence_file=null"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.load(open(os.path.join(tmp_path, "eval", "combo_go2Piper_loco_reach_loco_reach_partner_arm.json")))
+    assert saved["partner"]["ckpt_path"] == arm and saved["evaluate"]["tasks"] == ["loco_reach"]
+    assert set(saved["results"]) == {"locomotion", "reaching_sampled"}
 
 
 def test_evaluate_script_runs_on_a_shipped_expert_file(tmp_path):

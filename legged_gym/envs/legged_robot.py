@@ -12,12 +12,15 @@ Observation groups (TensorDict, float32):
   end-effector position error (3, [m], noise-free), velocity-tracking error (vx, vy) (2, [m/s]).
 - ``task_id`` (N, 1): the env's task index into ``task_names`` (for diagnostics; not a model input).
 
-Actions (N, 18): joint position offsets; target = default + action_scale * clip(action).
+Actions (N, 18): joint position offsets; target = default + action_scale * clip(action). A partner policy
+(:meth:`LeggedRobot.set_partner`, config ``env.partner``) may write the legs' or the arm's entries in some tasks'
+episodes: the other expert moving its limbs while this one learns (composable experts).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +29,7 @@ from tensordict import TensorDict
 
 from legged_gym.envs import rewards as reward_terms
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
-from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, load_robot
+from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, NUM_LEG_ACTIONS, load_robot
 from legged_gym.sim import make_backend
 from legged_gym.utils.buffers import ReadOnlyView, bind_buffer, declare_in_place_buffers
 from legged_gym.utils.math import quat_from_yaw, rotate_inverse, rotation_matrices, world_to_yaw_frame
@@ -54,6 +57,9 @@ STEP_STATE = {  # name: (shape per env, dtype), kept across steps and updated in
     "time_out_buf": ((), bool),  # ... because it reached the maximum episode length
 }
 
+
+LIMB_COLUMNS = {"legs": slice(0, NUM_LEG_ACTIONS), "arm": slice(NUM_LEG_ACTIONS, NUM_ACTIONS)}
+"""Action entries of each limb group (action order: the 12 leg joints, then the 6 arm joints)."""
 
 UPDATABLE_CFG = ("rewards", "tasks")
 """Config sections :meth:`LeggedRobot.update_cfg` may change during training."""
@@ -128,6 +134,7 @@ class LeggedRobot(VecEnv):
         self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the base was last told to stand (kept
         # up to date only while the base_drift term is weighted)
         self._bind_state_views()
+        self._partner_policy: Callable[[TensorDict], torch.Tensor] | None = None
 
         self._randomize_domain()
         self.reward_names: list[str] = []
@@ -201,6 +208,42 @@ class LeggedRobot(VecEnv):
         self._build_reward_terms()
         self.commands.configure(self.cfg["tasks"])
 
+    def set_partner(self, policy: Callable[[TensorDict], torch.Tensor], limbs: str, tasks: Sequence[str]) -> None:
+        """Let ``policy`` write the action entries of ``limbs`` in episodes of ``tasks``; the actions passed to
+        :meth:`step` write the rest. This is how an expert learns to keep its job while the other expert moves
+        the other limbs (the base expert walking under a reaching arm, the arm expert reaching on walking legs),
+        and how a per-limb composition of two experts is evaluated.
+
+        Args:
+            policy: a frozen policy, observation TensorDict (the groups :meth:`get_observations` returns, the same
+                observation the acting policy sees) -> (N, 18) actions; called without gradient once per step.
+            limbs: ``"legs"`` (action entries 0-11) or ``"arm"`` (12-17).
+            tasks: names among :attr:`task_names`; in other tasks' episodes the acting policy writes every entry.
+
+        Raises:
+            ValueError: unknown limbs or task names (naming the ``env.partner`` key).
+        """
+        if limbs not in LIMB_COLUMNS:
+            raise ValueError(f"env.partner.limbs={limbs!r}: must be one of {sorted(LIMB_COLUMNS)}")
+        unknown = [task for task in tasks if task not in self.task_names]
+        if unknown or not tasks:
+            raise ValueError(f"env.partner.tasks={list(tasks)}: must be a non-empty list of {self.task_names}")
+        self._partner_policy = policy
+        self._partner_tasks = torch.tensor([name in tasks for name in self.task_names])  # (T,) bool
+        self._partner_columns = torch.zeros(NUM_ACTIONS, dtype=torch.bool)
+        self._partner_columns[LIMB_COLUMNS[limbs]] = True
+
+    def _with_partner_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """(N, 18) clipped ``actions`` with the partner's entries in the envs whose task it drives."""
+        in_task = self._partner_tasks[self.commands.task_ids]  # (N,)
+        if not bool(in_task.any()):
+            return actions
+        with torch.no_grad():
+            partner = self._partner_policy(self.obs).to(self.device, torch.float32)
+        clip = self.cfg["robot"]["clip_actions"]
+        mask = in_task[:, None] & self._partner_columns  # (N, 18)
+        return torch.where(mask, torch.nan_to_num(partner).clamp(-clip, clip), actions)
+
     def _randomize_domain(self) -> None:
         """Per-env friction, added trunk mass and PD-gain scale, drawn once at construction."""
         dr = self.cfg["domain_rand"]
@@ -257,7 +300,8 @@ class LeggedRobot(VecEnv):
         return self.obs
 
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
-        """Apply (N, 18) actions for ``decimation`` physics steps; auto-reset finished envs.
+        """Apply (N, 18) actions for ``decimation`` physics steps (a partner's entries replacing some, see
+        :meth:`set_partner`); auto-reset finished envs.
 
         A non-finite action entry is applied as 0 (NaN) or the clip value (inf), and counted:
         ``extras["episode"]["nonfinite_actions"]`` is the number of envs whose action had one, this step
@@ -269,6 +313,8 @@ class LeggedRobot(VecEnv):
         actions = actions.detach().to(self.device, torch.float32)
         nonfinite_actions = 0 if bool(actions.isfinite().all()) else int((~actions.isfinite().all(dim=1)).sum())
         self.actions = torch.nan_to_num(actions).clamp(-clip, clip)  # NaN -> 0, +-inf -> +-clip
+        if self._partner_policy is not None:
+            self.actions = self._with_partner_actions(self.actions)
         self.joint_pos_target = torch.addcmul(self.default_joint_pos, self.action_scale, self.actions)
         self.sim.step(self.joint_pos_target.clamp(self._joint_low, self._joint_high), self.decimation)
 

@@ -99,6 +99,13 @@ def stand_still(env) -> torch.Tensor:
     return deviation * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
 
 
+def stand_feet_speed(env) -> torch.Tensor:
+    """Squared horizontal speeds [m^2/s^2] of all four feet, summed, while no base motion is commanded: stepping
+    and shuffling in place (how a standing robot drifts) cost, which ``feet_slip`` (stance feet only) misses."""
+    speed = env.foot_vel_w[:, :, :2].square().sum(dim=(1, 2))
+    return speed * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
+
+
 def base_drift(env) -> torch.Tensor:
     """Squared horizontal distance [m^2] of the base from where it was last told to stand (``stand_anchor_xy``,
     kept by the env): slow drift, which velocity tracking barely sees, while no base motion is commanded."""

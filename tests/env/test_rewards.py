@@ -170,3 +170,12 @@ def test_stand_anchor_follows_the_base_while_moving_and_stays_while_standing():
     assert torch.allclose(env.stand_anchor_xy[0], held)  # told to stand: anchored where it was
     env.reset_idx(torch.tensor([1]))
     assert torch.equal(env.stand_anchor_xy[1], torch.zeros(2))
+
+
+def test_stand_feet_speed_counts_every_foot_only_without_command(env):
+    set_state(env, base_vel=[0.5, 0, 0, 0, 0, 0])
+    env.commands.velocity[:] = 0.0
+    speed = terms.stand_feet_speed(env)
+    assert speed[0] > 4 * 0.4**2 and speed[1] < 1e-6
+    env.commands.velocity[0] = torch.tensor([0.5, 0.0, 0.0])
+    assert terms.stand_feet_speed(env)[0] == 0

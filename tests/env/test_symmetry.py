@@ -286,3 +286,15 @@ def test_augmentation_as_rsl_rl_symmetry_calls_it():
     symmetric_loss = symmetry.compute_loss(lambda td: pi(td["policy"]), batch, batch_size)
     plain_loss = symmetry.compute_loss(lambda td: f(td["policy"]), batch, batch_size)
     assert symmetric_loss.item() < 1e-10 < 1e-3 < plain_loss.item()
+
+
+def test_symmetry_config_builds_rsl_rl_ppo_with_augmentation():
+    """``env.symmetry.use_data_augmentation=true`` reaches rsl_rl: its PPO holds a Symmetry extension that mirrors."""
+    from common import env_config, make_runner
+    from helpers import SMALL, compose_cfg
+    from legged_gym.envs import LeggedRobot
+
+    cfg = compose_cfg("train", [*SMALL, "env.partner.ckpt_path=null"])
+    runner = make_runner(cfg, LeggedRobot(env_config(cfg)), log_dir=None)
+    assert runner.alg.symmetry is not None and runner.alg.symmetry.use_data_augmentation
+    assert runner.alg.symmetry.data_augmentation_func is sym.mirror_augmentation
