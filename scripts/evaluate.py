@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
 from validation import validate_config
 from legged_gym.envs.commands import TASK_NAMES
-from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
+from legged_gym.utils.evaluation import TARGETS, locomotion_metrics, reaching_metrics, target_verdicts
 from legged_gym.utils.rollout import RolloutRecord
 from rsl_rl_moe.checkpoint import CheckpointError
 
@@ -80,10 +80,51 @@ def result_name(cfg: DictConfig) -> str:
     return name
 
 
-def print_table(title: str, metrics: dict) -> None:
+def verdicts(cfg: DictConfig, section: str, metrics: dict) -> dict[str, bool]:
+    """The targets met by ``metrics`` (:func:`target_verdicts`); base drift only where the base stands (no
+    locomotion or loco_reach episodes evaluated)."""
+    met = target_verdicts(section, metrics)
+    probabilities = evaluated_task_probabilities(cfg)
+    if probabilities["locomotion"] > 0 or probabilities["loco_reach"] > 0:
+        met.pop("base_drift_m", None)
+    return met
+
+
+def print_table(title: str, metrics: dict, verdicts: dict[str, bool]) -> None:
+    """One line per metric; a metric with a target (legged_gym.utils.evaluation.TARGETS) ends in ``meets`` / ``MISSES``
+    and the bound."""
     print(f"\n{title}")
     for key, value in metrics.items():
-        print(f"  {key:<28} {value:.4g}" if isinstance(value, float) else f"  {key:<28} {value}")
+        shown = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+        verdict = ""
+        if key in verdicts:
+            op, bound = TARGETS[title.split()[0]][key]
+            verdict = f"  {'meets' if verdicts[key] else 'MISSES'} {op} {bound:g}"
+        print(f"  {key:<28} {shown}{verdict}")
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict]:
+    """Run the protocol on ``cfg.ckpt_path``: ``{"locomotion" | "reaching_sampled" | "reaching_sequence": metrics}``,
+    the sections the evaluated tasks call for."""
+    ev = cfg.evaluate
+    results = {}
+    probabilities = evaluated_task_probabilities(cfg)
+    if probabilities["locomotion"] > 0 or probabilities["loco_reach"] > 0:
+        env_cfg = evaluation_env_config(cfg, probabilities)
+        env_cfg["tasks"]["locomotion"]["resampling_time_s"] = float(ev.command_resampling_s)
+        arrays, env = rollout(cfg, env_cfg)
+        results["locomotion"] = locomotion_metrics(
+            arrays, env.dt, env.reward_cfg["base_height_target"], ev.settle_s, ev.fast_speed
+        )
+    if probabilities["reaching"] > 0 or probabilities["loco_reach"] > 0:
+        arrays, env = rollout(cfg, evaluation_env_config(cfg, probabilities))
+        results["reaching_sampled"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+        if ev.sequence_file:
+            env_cfg = evaluation_env_config(cfg, probabilities)
+            env_cfg["tasks"]["reaching"]["sequence_sampler"]["file_path"] = ev.sequence_file
+            arrays, env = rollout(cfg, env_cfg)
+            results["reaching_sequence"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+    return results
 
 
 @hydra.main(config_path="../config", config_name="train", version_base=None)
@@ -93,25 +134,10 @@ def main(cfg: DictConfig) -> None:
         if not cfg.ckpt_path:
             raise CheckpointError("evaluate needs a policy: add ckpt_path=<path to model_N.pt>")
         ev = cfg.evaluate
-        results = {}
-        probabilities = evaluated_task_probabilities(cfg)
-        if probabilities["locomotion"] > 0 or probabilities["loco_reach"] > 0:
-            env_cfg = evaluation_env_config(cfg, probabilities)
-            env_cfg["tasks"]["locomotion"]["resampling_time_s"] = float(ev.command_resampling_s)
-            arrays, env = rollout(cfg, env_cfg)
-            results["locomotion"] = locomotion_metrics(
-                arrays, env.dt, env.reward_cfg["base_height_target"], ev.settle_s, ev.fast_speed
-            )
-        if probabilities["reaching"] > 0 or probabilities["loco_reach"] > 0:
-            arrays, env = rollout(cfg, evaluation_env_config(cfg, probabilities))
-            results["reaching_sampled"] = reaching_metrics(arrays, env.dt, ev.settle_s)
-            if ev.sequence_file:
-                env_cfg = evaluation_env_config(cfg, probabilities)
-                env_cfg["tasks"]["reaching"]["sequence_sampler"]["file_path"] = ev.sequence_file
-                arrays, env = rollout(cfg, env_cfg)
-                results["reaching_sequence"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+        results = evaluate_checkpoint(cfg)
         for title, metrics in results.items():
-            print_table(f"{title} ({ev.num_envs} envs x {ev.duration_s} s, seed {ev.seed})", metrics)
+            print_table(f"{title} ({ev.num_envs} envs x {ev.duration_s} s, seed {ev.seed})", metrics,
+                        verdicts(cfg, title, metrics))
         out_dir = os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), "eval")
         os.makedirs(out_dir, exist_ok=True)
         out_path = os.path.join(out_dir, f"{result_name(cfg)}.json")

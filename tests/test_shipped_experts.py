@@ -7,6 +7,7 @@ resources/checkpoints/README.md (scripts/evaluate.py).
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -98,3 +99,4 @@ def test_evaluate_script_runs_on_a_shipped_expert_file(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.load(open(os.path.join(tmp_path, "eval", "combo_go2Piper_locomotion.json")))["results"]["locomotion"]
     assert metrics["falls"] == 0
+    assert re.search(r"falls +0  meets <= 0", result.stdout) and "lin_vel_rms_steady_mps" in result.stdout

@@ -44,6 +44,17 @@ def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):
     assert os.path.isfile(tmp_path / "model_2.pt")
 
 
+def test_expert_curves_evaluate_the_checkpoints_against_the_targets(trained_run):
+    run_dir, _ = trained_run
+    result = run_script("expert_curves.py", [run_dir, "--every", "1", "--num-envs", "2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.load(open(os.path.join(run_dir, "eval", "curves.json")))
+    saved = sorted(int(name[6:-3]) for name in os.listdir(run_dir) if name.startswith("model_"))
+    assert [row["iteration"] for row in rows] == saved and rows[-1]["env_steps"] == 2 * 16 * 8
+    assert {"falls", "lin_vel_rms_steady_mps"} <= set(rows[-1]["results"]["locomotion"])
+    assert rows[-1]["wall_s"] > 0 and os.path.getsize(os.path.join(run_dir, "eval", "curves.png")) > 10_000
+
+
 def test_play_reports_metrics_plots_and_exports(trained_run):
     run_dir, _ = trained_run
     result = run_script("play.py", ["--config-name=train", "env=combo_go2Piper_locomotion",

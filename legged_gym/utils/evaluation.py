@@ -13,7 +13,37 @@ For continuous target sequences (targets change every step) the error over all s
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
+
+TARGETS: dict[str, dict[str, tuple[str, float]]] = {
+    "locomotion": {
+        "lin_vel_rms_steady_mps": ("<=", 0.07),
+        "yaw_rate_rms_steady_radps": ("<=", 0.05),
+        "falls": ("<=", 0),
+        "airborne_share_min": (">=", 0.25),
+        "stance_slip_mps": ("<", 0.1),
+        "trunk_height_error_cm": ("<", 3.0),
+    },
+    "reaching_sampled": {
+        "ee_error_median_cm": ("<=", 2.0),
+        "reached_share": (">=", 0.95),
+        "base_drift_m": ("<", 0.05),
+        "falls": ("<=", 0),
+    },
+}
+"""The experts' targets: ``{result section: {metric: (comparison, bound)}}`` (section names as in the results of
+``scripts/evaluate.py``). Gait figures are taken at ``|v_cmd| >= fast_speed``; base drift applies to a standing base
+(the reaching task), not to loco_reach."""
+
+_COMPARE = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+
+
+def target_verdicts(section: str, metrics: dict) -> dict[str, bool]:
+    """``{metric: met}`` for each target of ``section`` (:data:`TARGETS`) present in ``metrics``; NaN fails."""
+    return {key: bool(_COMPARE[op](metrics[key], bound)) for key, (op, bound) in TARGETS.get(section, {}).items()
+            if key in metrics}
 
 
 def _changed(values: np.ndarray, terminated: np.ndarray) -> np.ndarray:

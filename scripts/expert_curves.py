@@ -1,0 +1,111 @@
+"""Each target metric of the evaluation protocol over a training: evaluate the run's checkpoints, plot them
+against env steps and wall-clock time, with the targets.
+
+    python scripts/expert_curves.py logs/combo_go2Piper_locomotion/<run> --every 100
+    python scripts/expert_curves.py logs/combo_go2Piper_reaching/<run> --every 50 --out arm_curves.png
+
+Every ``--every``-th saved checkpoint (and the last) is evaluated with ``scripts/evaluate.py``'s protocol
+(``evaluate.*`` of the run's own config.yaml: fixed seed, no noise), on the task of the run's env. Wall-clock time
+at an iteration is read from the run's TensorBoard events. Writes ``<run>/eval/curves.json`` and the PNG (default
+``<run>/eval/curves.png``): the reward, then one row per metric with a target (dashed: the bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from evaluate import evaluate_checkpoint  # noqa: E402  (common, imported by it, sets up the process first)
+from legged_gym.utils.evaluation import TARGETS  # noqa: E402
+from plot_training import load_events, read_scalar  # noqa: E402
+
+
+def checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
+    """``[(iteration, path)]`` of the run's ``model_<iteration>.pt`` files at multiples of ``every``, and the last."""
+    found = sorted((int(m.group(1)), path) for path in glob.glob(os.path.join(run_dir, "model_*.pt"))
+                   if (m := re.fullmatch(r"model_(\d+)\.pt", os.path.basename(path))))
+    if not found:
+        raise SystemExit(f"error: no model_<iteration>.pt in {run_dir}")
+    return [(it, path) for k, (it, path) in enumerate(found) if it % every == 0 or k == len(found) - 1]
+
+
+def evaluate_run(run_dir: str, every: int, num_envs: int | None) -> list[dict]:
+    """``[{"iteration", "env_steps", "wall_s", "results"}]`` for the checkpoints of :func:`checkpoints`."""
+    cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
+    if num_envs:
+        cfg.evaluate.num_envs = num_envs
+    events = load_events(run_dir)
+    iterations, wall, _ = read_scalar(events, "Perf/total_fps")
+    steps_per_iteration = cfg.env.num_envs * cfg.runner.num_steps_per_env
+    rows = []
+    for iteration, path in checkpoints(run_dir, every):
+        cfg.ckpt_path = path
+        results = evaluate_checkpoint(cfg)
+        done = iterations <= iteration
+        rows.append({"iteration": iteration, "env_steps": (iteration + 1) * steps_per_iteration,
+                     "wall_s": float(wall[done][-1]) if done.any() else 0.0, "results": results})
+        summary = ", ".join(f"{key} {value:.3g}" for section in results.values() for key, value in section.items()
+                            if any(key in TARGETS.get(s, {}) for s in results) and isinstance(value, (int, float)))
+        print(f"iteration {iteration}: {summary}", flush=True)
+    return rows
+
+
+def plot(run_dir: str, rows: list[dict], out: str) -> None:
+    """Reward (TensorBoard) and each target metric against env steps (left) and wall-clock minutes (right)."""
+    metrics = [(section, key) for section, targets in TARGETS.items() for key in targets
+               if any(key in row["results"].get(section, {}) for row in rows)]
+    fig, axes = plt.subplots(len(metrics) + 1, 2, figsize=(10, 2.2 * (len(metrics) + 1)), squeeze=False)
+    cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
+    iterations, wall, reward = read_scalar(load_events(run_dir), "Train/mean_reward")
+    steps = (iterations + 1) * cfg.env.num_envs * cfg.runner.num_steps_per_env / 1e6
+    axes[0, 0].plot(steps, reward)
+    axes[0, 1].plot(wall / 60.0, reward)
+    axes[0, 0].set_ylabel("mean reward")
+    env_steps = np.array([row["env_steps"] for row in rows]) / 1e6
+    minutes = np.array([row["wall_s"] for row in rows]) / 60.0
+    for row_axes, (section, key) in zip(axes[1:], metrics):
+        values = np.array([row["results"].get(section, {}).get(key, np.nan) for row in rows], dtype=float)
+        op, bound = TARGETS[section][key]
+        for ax, x in zip(row_axes, (env_steps, minutes)):
+            ax.plot(x, values, marker="o", ms=3)
+            ax.axhline(bound, color="grey", ls="--", lw=0.8)
+        row_axes[0].set_ylabel(f"{key}\n({section}, {op} {bound:g})", fontsize=8)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("env steps [millions]")
+    axes[-1, 1].set_xlabel("wall-clock time [min]")
+    fig.suptitle(f"{cfg.env.name}: {os.path.basename(os.path.normpath(run_dir))} (dashed: targets)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--every", type=int, default=100, help="evaluate checkpoints at multiples of this iteration")
+    parser.add_argument("--num-envs", type=int, default=None, help="evaluation envs (default: the run's evaluate.num_envs)")
+    parser.add_argument("--out", default=None, help="PNG path (default: <run>/eval/curves.png)")
+    args = parser.parse_args()
+    if args.every < 1:
+        raise SystemExit(f"error: --every={args.every}: must be >= 1")
+    rows = evaluate_run(args.run_dir, args.every, args.num_envs)
+    os.makedirs(os.path.join(args.run_dir, "eval"), exist_ok=True)
+    with open(os.path.join(args.run_dir, "eval", "curves.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    plot(args.run_dir, rows, args.out or os.path.join(args.run_dir, "eval", "curves.png"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
