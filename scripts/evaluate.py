@@ -70,12 +70,20 @@ def evaluation_env_config(cfg: DictConfig, probabilities: dict[str, float]) -> d
     return env_cfg
 
 
+def partner_acts(cfg: DictConfig) -> bool:
+    """A partner is configured (``env.partner.ckpt_path``) and drives some of the evaluated tasks' episodes."""
+    partner = cfg.env.get("partner")
+    probabilities = evaluated_task_probabilities(cfg)
+    return bool(partner and partner.ckpt_path and any(probabilities.get(task, 0.0) > 0 for task in partner.tasks))
+
+
 def result_name(cfg: DictConfig) -> str:
-    """``<env name>[_<evaluated tasks>][_partner_<limbs>]``: the name of the JSON file of the results."""
+    """``<env name>[_<evaluated tasks>][_partner_<limbs>]``: the name of the JSON file of the results (the partner
+    named only where it acts)."""
     name = cfg.env.name
     if cfg.evaluate.get("tasks"):
         name += "_" + "_".join(cfg.evaluate.tasks)
-    if cfg.env.get("partner") and cfg.env.partner.ckpt_path:
+    if partner_acts(cfg):
         name += f"_partner_{cfg.env.partner.limbs}"
     return name
 
@@ -142,7 +150,8 @@ def main(cfg: DictConfig) -> None:
         os.makedirs(out_dir, exist_ok=True)
         out_path = os.path.join(out_dir, f"{result_name(cfg)}.json")
         with open(out_path, "w") as f:
-            json.dump({"ckpt_path": cfg.ckpt_path, "partner": OmegaConf.to_container(cfg.env.partner),
+            partner = OmegaConf.to_container(cfg.env.partner) if partner_acts(cfg) else None
+            json.dump({"ckpt_path": cfg.ckpt_path, "partner": partner,
                        "evaluate": OmegaConf.to_container(ev), "results": results}, f, indent=2)
         print(f"\nwrote {out_path}")
 
