@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+import common  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads)
 import hydra
 import numpy as np
 import torch

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 
+import common  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads)
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf

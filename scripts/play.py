@@ -21,6 +21,7 @@ import sys
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"  # headless: offscreen rendering for play.video (read when mujoco is imported)
 
+import common  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads)
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
