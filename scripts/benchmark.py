@@ -127,7 +127,7 @@ def expert_paths(folder: str) -> tuple[dict[str, str], str]:
         return shipped, "shipped experts resources/checkpoints/{base,arm}_expert.pt"
     paths = {}
     for name, env_name in (("base", "combo_go2Piper_locomotion"), ("arm", "combo_go2Piper_reaching")):
-        cfg = compose_cfg([f"env={env_name}", "env.num_envs=64"])
+        cfg = compose_cfg([f"env={env_name}", "env.num_envs=64", "env.partner.ckpt_path=null"])
         run_dir = os.path.join(folder, name)
         runner = make_runner(cfg, make_env(env_config(cfg)), log_dir=run_dir)
         runner.learn(1)

@@ -70,22 +70,33 @@ def make_env(env_cfg: dict):
     """Instantiate ``env_cfg["class_name"]`` (any rsl_rl VecEnv taking its config dict), with the partner of
     ``env_cfg["partner"]`` attached if one is configured (:func:`attach_partner`)."""
     env = resolve_callable(env_cfg["class_name"])(env_cfg)
-    attach_partner(env, env_cfg.get("partner") or {})
+    attach_partner(env, env_cfg.get("partner") or {}, env_cfg)
     return env
 
 
-def attach_partner(env, partner_cfg: dict) -> None:
-    """Load the expert at ``partner_cfg["ckpt_path"]`` (``env.partner``; nothing if null) and let it write the
-    actions of ``partner_cfg["limbs"]`` in episodes of ``partner_cfg["tasks"]`` (``env.set_partner``)."""
+def attach_partner(env, partner_cfg: dict, env_cfg: dict | None = None) -> None:
+    """Load the expert at ``partner_cfg["ckpt_path"]`` (``env.partner``) and let it write the actions of
+    ``partner_cfg["limbs"]`` in episodes of ``partner_cfg["tasks"]`` (``env.set_partner``). Nothing is loaded
+    without a path, or when ``env_cfg`` shows the partner can never act (its tasks have probability 0 in
+    ``env_cfg["tasks"]`` and in every curriculum stage): evaluating the base expert on locomotion needs no arm file."""
     path = partner_cfg.get("ckpt_path")
-    if not path:
+    if not path or (env_cfg is not None and not partner_may_act(partner_cfg, env_cfg)):
         return
     if not callable(getattr(env, "set_partner", None)):
         raise ValueError(f"env.partner.ckpt_path={path}: {type(env).__name__} has no set_partner(policy, limbs, tasks)")
     expert = load_expert("partner", path, env.get_observations(), env.num_actions, "env.partner.ckpt_path",
-                         device=env.device)
+                         device=env.device, expected_task=partner_cfg.get("expected_task"),
+                         expected_task_override="env.partner.expected_task")
     expert.actor.eval().requires_grad_(False)
     env.set_partner(expert.actor, partner_cfg["limbs"], list(partner_cfg["tasks"]))
+
+
+def partner_may_act(partner_cfg: dict, env_cfg: dict) -> bool:
+    """Some task of ``partner_cfg["tasks"]`` has a positive probability in ``env_cfg["tasks"]`` or in a curriculum
+    stage of ``env_cfg["curriculum"]``."""
+    tables = [env_cfg["tasks"]["probabilities"]]
+    tables += [stage.get("env", {}).get("tasks", {}).get("probabilities", {}) for stage in env_cfg.get("curriculum") or []]
+    return any(float(table.get(task, 0.0)) > 0.0 for table in tables for task in partner_cfg["tasks"])
 
 
 def make_train_cfg(cfg: DictConfig) -> dict:
@@ -104,6 +115,9 @@ def make_train_cfg(cfg: DictConfig) -> dict:
     actor_critic = alg.pop("actor_critic")
     symmetry = OmegaConf.to_container(cfg.env.symmetry, resolve=True) if "symmetry" in cfg.env else {}
     if symmetry.get("use_data_augmentation") or symmetry.get("mirror_loss_coeff", 0.0) > 0.0:
+        if alg.get("symmetry_cfg"):
+            raise ValueError("runner.alg.symmetry_cfg and env.symmetry are both set: use env.symmetry (or turn it off "
+                             "with env.symmetry.use_data_augmentation=false)")
         alg["symmetry_cfg"] = {**symmetry, "use_mirror_loss": symmetry.get("mirror_loss_coeff", 0.0) > 0.0}
     return {
         **runner,

@@ -53,14 +53,15 @@ def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
 
 
 def evaluated_task_probabilities(cfg: DictConfig) -> dict[str, float]:
-    """``{task: probability}`` of the evaluation's episodes: the env's, or equal among ``evaluate.tasks``."""
+    """``{task: probability}`` of the evaluation's episodes: equal among ``evaluate.tasks`` (by default the env's
+    ``evaluation_tasks``), or the env's own task mix when that is null."""
     probabilities = {task: float(cfg.env.tasks.probabilities.get(task, 0.0)) for task in TASK_NAMES}
     tasks = cfg.evaluate.get("tasks")
     if not tasks:
         return probabilities
-    unknown = sorted(set(tasks) - set(TASK_NAMES))
-    if unknown:
-        raise ValueError(f"evaluate.tasks={list(tasks)}: {unknown} not among {list(TASK_NAMES)}")
+    if isinstance(tasks, str) or sorted(set(tasks) - set(TASK_NAMES)):
+        raise ValueError(f"evaluate.tasks={tasks}: must be a list of task names among {list(TASK_NAMES)}, "
+                         "e.g. 'evaluate.tasks=[loco_reach]'")
     return {task: float(task in tasks) for task in TASK_NAMES}
 
 
@@ -79,11 +80,12 @@ def partner_acts(cfg: DictConfig) -> bool:
 
 
 def result_name(cfg: DictConfig) -> str:
-    """``<env name>[_<evaluated tasks>][_partner_<limbs>]``: the name of the JSON file of the results (the partner
-    named only where it acts)."""
+    """``<env name>[_<evaluated tasks>][_partner_<limbs>]``: the name of the JSON file of the results (tasks named
+    when they are not the env's ``evaluation_tasks``, the partner only where it acts)."""
     name = cfg.env.name
-    if cfg.evaluate.get("tasks"):
-        name += "_" + "_".join(cfg.evaluate.tasks)
+    tasks = cfg.evaluate.get("tasks")
+    if tasks and list(tasks) != list(cfg.env.get("evaluation_tasks") or []):
+        name += "_" + "_".join(tasks)
     if partner_acts(cfg):
         name += f"_partner_{cfg.env.partner.limbs}"
     return name
@@ -144,16 +146,17 @@ def main(cfg: DictConfig) -> None:
             raise CheckpointError("evaluate needs a policy: add ckpt_path=<path to model_N.pt>")
         ev = cfg.evaluate
         results = evaluate_checkpoint(cfg)
+        met = {title: verdicts(cfg, title, metrics) for title, metrics in results.items()}
         for title, metrics in results.items():
-            print_table(f"{title} ({ev.num_envs} envs x {ev.duration_s} s, seed {ev.seed})", metrics,
-                        verdicts(cfg, title, metrics))
+            print_table(f"{title} ({ev.num_envs} envs x {ev.duration_s} s, seed {ev.seed})", metrics, met[title])
         out_dir = os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_path)), "eval")
         os.makedirs(out_dir, exist_ok=True)
         out_path = os.path.join(out_dir, f"{result_name(cfg)}.json")
         with open(out_path, "w") as f:
             partner = OmegaConf.to_container(cfg.env.partner) if partner_acts(cfg) else None
             json.dump({"ckpt_path": cfg.ckpt_path, "partner": partner,
-                       "evaluate": OmegaConf.to_container(ev), "results": results}, f, indent=2)
+                       "evaluate": OmegaConf.to_container(ev, resolve=True), "results": results,
+                       "targets_met": met}, f, indent=2)
         print(f"\nwrote {out_path}")
 
 

@@ -4,9 +4,10 @@ against env steps and wall-clock time, with the targets.
     python scripts/expert_curves.py logs/combo_go2Piper_locomotion/<run> --every 100
     python scripts/expert_curves.py logs/combo_go2Piper_reaching/<run> --every 50 --out arm_curves.png
 
-Every ``--every``-th saved checkpoint (and the last) is evaluated with ``scripts/evaluate.py``'s protocol
-(``evaluate.*`` of the run's own config.yaml: fixed seed, no noise), on the task of the run's env. Wall-clock time
-at an iteration is read from the run's TensorBoard events. Writes ``<run>/eval/curves.json`` and the PNG (default
+The saved checkpoints at multiples of ``--every`` iterations (and the last) are evaluated with
+``scripts/evaluate.py``'s protocol (``evaluate.*`` of the run's own config.yaml: fixed seed, no noise), on the
+tasks the run's env is evaluated on. Env steps (all processes) and wall-clock time at an iteration (from the start
+of iteration 0) are read from the run's TensorBoard events. Writes ``<run>/eval/curves.json`` and the PNG (default
 ``<run>/eval/curves.png``): the reward, then one row per metric with a target (dashed: the bound).
 """
 
@@ -28,7 +29,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from evaluate import evaluate_checkpoint  # noqa: E402  (common, imported by it, sets up the process first)
 from legged_gym.utils.evaluation import TARGETS  # noqa: E402
-from plot_training import load_events, read_scalar  # noqa: E402
+from plot_training import load_events, read_scalar, steps_per_iteration  # noqa: E402
 
 
 def checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
@@ -40,35 +41,46 @@ def checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
     return [(it, path) for k, (it, path) in enumerate(found) if it % every == 0 or k == len(found) - 1]
 
 
+def wall_clock(events, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(iterations of ``tag``'s events, wall-clock seconds at each since the start of iteration 0)."""
+    iterations, wall, _ = read_scalar(events, tag)
+    first_iteration = sum(read_scalar(events, t)[2][0] for t in ("Perf/collection_time", "Perf/learning_time"))
+    return iterations, wall + first_iteration
+
+
 def evaluate_run(run_dir: str, every: int, num_envs: int | None) -> list[dict]:
     """``[{"iteration", "env_steps", "wall_s", "results"}]`` for the checkpoints of :func:`checkpoints`."""
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
     if num_envs:
         cfg.evaluate.num_envs = num_envs
     events = load_events(run_dir)
-    iterations, wall, _ = read_scalar(events, "Perf/total_fps")
-    steps_per_iteration = cfg.env.num_envs * cfg.runner.num_steps_per_env
+    iterations, wall = wall_clock(events, "Perf/total_fps")
+    iteration_steps = steps_per_iteration(events, cfg)
     rows = []
     for iteration, path in checkpoints(run_dir, every):
         cfg.ckpt_path = path
         results = evaluate_checkpoint(cfg)
         done = iterations <= iteration
-        rows.append({"iteration": iteration, "env_steps": (iteration + 1) * steps_per_iteration,
+        rows.append({"iteration": iteration, "env_steps": (iteration + 1) * iteration_steps,
                      "wall_s": float(wall[done][-1]) if done.any() else 0.0, "results": results})
-        summary = ", ".join(f"{key} {value:.3g}" for section in results.values() for key, value in section.items()
-                            if any(key in TARGETS.get(s, {}) for s in results) and isinstance(value, (int, float)))
+        summary = ", ".join(f"{key} {section[key]:.3g}" for name, section in results.items()
+                            for key in TARGETS.get(name, {}) if key in section)
         print(f"iteration {iteration}: {summary}", flush=True)
     return rows
 
 
 def plot(run_dir: str, rows: list[dict], out: str) -> None:
     """Reward (TensorBoard) and each target metric against env steps (left) and wall-clock minutes (right)."""
+    base_moves = any("locomotion" in row["results"] for row in rows)  # base drift is a target of a standing base
     metrics = [(section, key) for section, targets in TARGETS.items() for key in targets
-               if any(key in row["results"].get(section, {}) for row in rows)]
+               if any(key in row["results"].get(section, {}) for row in rows)
+               and not (base_moves and key == "base_drift_m")]
     fig, axes = plt.subplots(len(metrics) + 1, 2, figsize=(10, 2.2 * (len(metrics) + 1)), squeeze=False)
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
-    iterations, wall, reward = read_scalar(load_events(run_dir), "Train/mean_reward")
-    steps = (iterations + 1) * cfg.env.num_envs * cfg.runner.num_steps_per_env / 1e6
+    events = load_events(run_dir)
+    iterations, wall = wall_clock(events, "Train/mean_reward")
+    reward = read_scalar(events, "Train/mean_reward")[2]
+    steps = (iterations + 1) * steps_per_iteration(events, cfg) / 1e6
     axes[0, 0].plot(steps, reward)
     axes[0, 1].plot(wall / 60.0, reward)
     axes[0, 0].set_ylabel("mean reward")

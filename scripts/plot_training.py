@@ -43,6 +43,17 @@ def read_stages(run_dirs: list[str], tag: str) -> tuple[np.ndarray, np.ndarray, 
     return np.concatenate(iterations), np.concatenate(wall), np.concatenate(values), starts
 
 
+def steps_per_iteration(events: EventAccumulator, cfg) -> int:
+    """Env steps one iteration collected, over all processes: ``env.num_envs`` (per process) x
+    ``runner.num_steps_per_env`` x the number of processes, which rsl_rl's ``Perf/total_fps`` x (collection +
+    learning time) gives (a torchrun run's config does not record it)."""
+    per_process = cfg.env.num_envs * cfg.runner.num_steps_per_env
+    fps = np.array([s.value for s in events.Scalars("Perf/total_fps")])
+    seconds = sum(np.array([s.value for s in events.Scalars(tag)]) for tag in ("Perf/collection_time", "Perf/learning_time"))
+    processes = max(1, round(float(np.median(fps * seconds)) / per_process))
+    return processes * per_process
+
+
 def load_events(run_dir: str) -> EventAccumulator:
     files = glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
     if not files:
@@ -60,12 +71,12 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     cfg = OmegaConf.load(os.path.join(args.run_dirs[0], "config.yaml"))
-    steps_per_iteration = cfg.env.num_envs * cfg.runner.num_steps_per_env
+    iteration_steps = steps_per_iteration(load_events(args.run_dirs[0]), cfg)
     tags = ["Train/mean_reward", *args.metric]
     fig, axes = plt.subplots(len(tags), 2, figsize=(10, 2.8 * len(tags)), squeeze=False)
     for row, tag in enumerate(tags):
         iterations, wall, values, starts = read_stages(args.run_dirs, tag)
-        env_steps = (iterations + 1) * steps_per_iteration / 1e6
+        env_steps = (iterations + 1) * iteration_steps / 1e6
         axes[row, 0].plot(env_steps, values)
         axes[row, 1].plot(wall / 60.0, values)
         for start in starts[1:]:  # stage boundaries

@@ -41,6 +41,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("env.seed", "int", SEED_RANGE),
     ("env.episode_length_s", "number", "> 0"),
     ("env.max_iterations", "int", ">= 1"),
+    ("env.algorithm.num_learning_epochs", "int", ">= 1"),
+    ("env.algorithm.entropy_coef", "number", ">= 0"),
     ("env.partner.limbs", "choice", "legs|arm"),
     ("env.symmetry.use_data_augmentation", "bool", ""),
     ("env.symmetry.mirror_loss_coeff", "number", ">= 0"),

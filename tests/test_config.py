@@ -76,3 +76,21 @@ def test_env_symmetry_settings_become_rsl_rl_symmetry_cfg():
     assert loss["algorithm"]["symmetry_cfg"]["mirror_loss_coeff"] == 0.5
     for config_name, overrides in (("train", ["env=combo_go2Piper_loco_reach"]), ("train_moe_example", [])):
         assert "symmetry_cfg" not in make_train_cfg(compose_cfg(config_name, overrides))["algorithm"]
+
+
+def test_task_algorithm_settings_are_defaults_that_a_typed_override_beats():
+    """A task's ``env.algorithm`` sets PPO's numbers from the first iteration; ``runner.alg.*`` typed by the user wins."""
+    loco = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_locomotion"]))["algorithm"]
+    assert loco["num_learning_epochs"] == 2 and loco["entropy_coef"] == 0.01
+    typed = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_locomotion", "runner.alg.num_learning_epochs=5",
+                                                 "runner.alg.entropy_coef=0.0"]))["algorithm"]
+    assert typed["num_learning_epochs"] == 5 and typed["entropy_coef"] == 0.0
+    plain = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_loco_reach"]))["algorithm"]
+    assert plain["num_learning_epochs"] == 4 and plain["entropy_coef"] == 0.005
+
+
+def test_symmetry_given_twice_is_refused():
+    cfg = compose_cfg("train", ["env=combo_go2Piper_locomotion",
+                                "+runner.alg.symmetry_cfg={use_data_augmentation: true}"])
+    with pytest.raises(ValueError, match="runner.alg.symmetry_cfg and env.symmetry"):
+        make_train_cfg(cfg)

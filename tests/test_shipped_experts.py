@@ -52,7 +52,7 @@ def test_shipped_checkpoint_is_self_describing_and_small(name):
 
 
 def test_arm_expert_reaches_sampled_targets():
-    arrays, env = run_expert("arm_expert", "combo_go2Piper_reaching", 7.0)
+    arrays, env = run_expert("arm_expert", "combo_go2Piper_reaching", 7.0, ["env.tasks.probabilities.loco_reach=0.0"])
     m = reaching_metrics(arrays, env.dt)
     assert m["falls"] == 0 and m["targets_scored"] >= 8
     assert m["ee_error_median_cm"] < 3.0 and m["reached_share"] > 0.8

@@ -229,8 +229,8 @@ class LeggedRobot(VecEnv):
         if unknown or not tasks:
             raise ValueError(f"env.partner.tasks={list(tasks)}: must be a non-empty list of {self.task_names}")
         self._partner_policy = policy
-        self._partner_tasks = torch.tensor([name in tasks for name in self.task_names])  # (T,) bool
-        self._partner_columns = torch.zeros(NUM_ACTIONS, dtype=torch.bool)
+        self._partner_tasks = torch.tensor([name in tasks for name in self.task_names], device=self.device)  # (T,)
+        self._partner_columns = torch.zeros(NUM_ACTIONS, dtype=torch.bool, device=self.device)
         self._partner_columns[LIMB_COLUMNS[limbs]] = True
 
     def _with_partner_actions(self, actions: torch.Tensor) -> torch.Tensor:

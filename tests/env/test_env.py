@@ -25,7 +25,7 @@ def test_observation_groups_shapes_and_dtypes():
 
 def test_same_layout_for_both_tasks():
     loco = make_env(4, ["env=combo_go2Piper_locomotion"])
-    reach = make_env(4, ["env=combo_go2Piper_reaching"])
+    reach = make_env(4, ["env=combo_go2Piper_reaching", "env.tasks.probabilities.loco_reach=0.0"])
     assert loco.get_observations()["policy"].shape == reach.get_observations()["policy"].shape
     assert loco.num_actions == reach.num_actions == 18
     # locomotion: the arm target is home; reaching: the base command is zero

@@ -69,3 +69,26 @@ def test_continuous_sequences_score_every_step_after_settling():
     m = reaching_metrics(a, DT)
     assert m["continuous_targets"] and m["targets_scored"] == 50
     assert m["ee_error_median_cm"] == pytest.approx(1.0)
+
+
+def test_target_verdicts_compare_with_the_bounds_and_nan_misses():
+    from legged_gym.utils.evaluation import target_verdicts
+
+    met = target_verdicts("locomotion", {"lin_vel_rms_steady_mps": 0.07, "yaw_rate_rms_steady_radps": float("nan"),
+                                         "falls": 1, "airborne_share_min": 0.3, "other": 5.0})
+    assert met == {"lin_vel_rms_steady_mps": True, "yaw_rate_rms_steady_radps": False, "falls": False,
+                   "airborne_share_min": True}
+
+
+def test_base_drift_is_judged_only_where_the_base_stands():
+    from evaluate import evaluated_task_probabilities, verdicts
+    from helpers import compose_cfg
+
+    metrics = {"ee_error_median_cm": 1.0, "reached_share": 1.0, "base_drift_m": 0.2, "falls": 0}
+    reaching = compose_cfg("train", ["env=combo_go2Piper_reaching"])
+    assert evaluated_task_probabilities(reaching) == {"locomotion": 0.0, "reaching": 1.0, "loco_reach": 0.0}
+    assert verdicts(reaching, "reaching_sampled", metrics)["base_drift_m"] is False
+    walking = compose_cfg("train", ["env=combo_go2Piper_reaching", "evaluate.tasks=[loco_reach]"])
+    assert "base_drift_m" not in verdicts(walking, "reaching_sampled", metrics)
+    with pytest.raises(ValueError, match=r"evaluate.tasks=loco_reach: must be a list"):
+        evaluated_task_probabilities(compose_cfg("train", ["evaluate.tasks=loco_reach"]))

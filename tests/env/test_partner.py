@@ -89,3 +89,26 @@ def test_missing_partner_file_names_the_override(tmp_path):
     cfg = compose_cfg("train", ["env.num_envs=2", f"env.partner.ckpt_path={tmp_path}/nope.pt"])
     with pytest.raises(CheckpointError, match="env.partner.ckpt_path"):
         make_configured_env(env_config(cfg))
+
+
+def test_a_partner_that_never_acts_is_not_loaded(tmp_path):
+    """Evaluating the base expert on locomotion alone needs no arm file: no task the partner drives is drawn, now or
+    in a curriculum stage. With a stage that draws loco_reach, the file is loaded (and a missing one refused)."""
+    from common import env_config, make_env as make_configured_env
+    from rsl_rl_moe.checkpoint import CheckpointError
+
+    missing = [f"env.partner.ckpt_path={tmp_path}/nope.pt", "env.num_envs=2"]
+    env = make_configured_env(env_config(compose_cfg("train", [*missing, "env.curriculum=[]"])))
+    assert env._partner_policy is None
+    with pytest.raises(CheckpointError, match="env.partner.ckpt_path"):
+        make_configured_env(env_config(compose_cfg("train", missing)))  # the sharpen stage draws loco_reach
+
+
+def test_a_partner_file_of_another_task_warns_naming_both():
+    from common import env_config, make_env as make_configured_env
+    from rsl_rl_moe.modules.experts import ExpertTaskWarning
+
+    base_path = os.path.join(REPO_ROOT, "resources", "checkpoints", "base_expert.pt")
+    cfg = compose_cfg("train", ["env.num_envs=2", f"env.partner.ckpt_path={base_path}"])  # expects the arm expert
+    with pytest.warns(ExpertTaskWarning, match="env.partner.expected_task"):
+        make_configured_env(env_config(cfg))

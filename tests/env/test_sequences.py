@@ -22,7 +22,8 @@ def test_shipped_tossing_file_is_valid():
 
 
 def test_reaching_env_replays_the_file():
-    env = make_env(3, ["env=combo_go2Piper_reaching", "env.tasks.reaching.sequence_sampler.file_path=data/tossing.pkl"])
+    env = make_env(3, ["env=combo_go2Piper_reaching", "env.tasks.probabilities.loco_reach=0.0",
+                        "env.tasks.reaching.sequence_sampler.file_path=data/tossing.pkl"])
     sampler = env.commands.sequences
     seq = sampler.seq_idx.clone()
     expected = sampler.targets[seq, 1]
