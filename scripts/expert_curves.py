@@ -7,8 +7,8 @@ against env steps and wall-clock time, with the targets.
 The saved checkpoints at multiples of ``--every`` iterations (and the last) are evaluated with
 ``scripts/evaluate.py``'s protocol (``evaluate.*`` of the run's own config.yaml: fixed seed, no noise), on the
 tasks the run's env is evaluated on. Env steps (all processes) and wall-clock time at an iteration (from the start
-of iteration 0) are read from the run's TensorBoard events. Writes ``<run>/eval/curves.json`` and the PNG (default
-``<run>/eval/curves.png``): the reward, then one row per metric with a target (dashed: the bound).
+of iteration 0) are read from the run's TensorBoard events. Writes the PNG (default ``<run>/eval/curves.png``: the reward,
+then one row per metric with a target, dashed: the bound) and its figures next to it (``curves.json``).
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from legged_gym.utils.evaluation import TARGETS  # noqa: E402
 from plot_training import load_events, read_scalar, steps_per_iteration  # noqa: E402
 
 
-def checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
-    """``[(iteration, path)]`` of the run's ``model_<iteration>.pt`` files at multiples of ``every``, and the last."""
+def checkpoints(run_dir: str, every: int, up_to: int | None = None) -> list[tuple[int, str]]:
+    """``[(iteration, path)]`` of the run's ``model_<iteration>.pt`` files at multiples of ``every``, and the last
+    (of those at or before iteration ``up_to``, if given)."""
     found = sorted((int(m.group(1)), path) for path in glob.glob(os.path.join(run_dir, "model_*.pt"))
-                   if (m := re.fullmatch(r"model_(\d+)\.pt", os.path.basename(path))))
+                   if (m := re.fullmatch(r"model_(\d+)\.pt", os.path.basename(path)))
+                   and (up_to is None or int(m.group(1)) <= up_to))
     if not found:
         raise SystemExit(f"error: no model_<iteration>.pt in {run_dir}")
     return [(it, path) for k, (it, path) in enumerate(found) if it % every == 0 or k == len(found) - 1]
@@ -48,7 +50,7 @@ def wall_clock(events, tag: str) -> tuple[np.ndarray, np.ndarray]:
     return iterations, wall + first_iteration
 
 
-def evaluate_run(run_dir: str, every: int, num_envs: int | None) -> list[dict]:
+def evaluate_run(run_dir: str, every: int, num_envs: int | None, up_to: int | None = None) -> list[dict]:
     """``[{"iteration", "env_steps", "wall_s", "results"}]`` for the checkpoints of :func:`checkpoints`."""
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
     if num_envs:
@@ -57,7 +59,7 @@ def evaluate_run(run_dir: str, every: int, num_envs: int | None) -> list[dict]:
     iterations, wall = wall_clock(events, "Perf/total_fps")
     iteration_steps = steps_per_iteration(events, cfg)
     rows = []
-    for iteration, path in checkpoints(run_dir, every):
+    for iteration, path in checkpoints(run_dir, every, up_to):
         cfg.ckpt_path = path
         results = evaluate_checkpoint(cfg)
         done = iterations <= iteration
@@ -108,15 +110,17 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--every", type=int, default=100, help="evaluate checkpoints at multiples of this iteration")
     parser.add_argument("--num-envs", type=int, default=None, help="evaluation envs (default: the run's evaluate.num_envs)")
+    parser.add_argument("--up-to", type=int, default=None, help="only checkpoints up to this iteration")
     parser.add_argument("--out", default=None, help="PNG path (default: <run>/eval/curves.png)")
     args = parser.parse_args()
     if args.every < 1:
         raise SystemExit(f"error: --every={args.every}: must be >= 1")
-    rows = evaluate_run(args.run_dir, args.every, args.num_envs)
-    os.makedirs(os.path.join(args.run_dir, "eval"), exist_ok=True)
-    with open(os.path.join(args.run_dir, "eval", "curves.json"), "w") as f:
+    rows = evaluate_run(args.run_dir, args.every, args.num_envs, args.up_to)
+    out = args.out or os.path.join(args.run_dir, "eval", "curves.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump(rows, f, indent=1)
-    plot(args.run_dir, rows, args.out or os.path.join(args.run_dir, "eval", "curves.png"))
+    plot(args.run_dir, rows, out)
 
 
 if __name__ == "__main__":
