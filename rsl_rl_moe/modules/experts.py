@@ -369,7 +369,7 @@ def _build(
     """Instantiate one part (``"actor"`` / ``"critic"``) and load its weights (None: keep the initial ones)."""
     cfg = dict(model[part])
     cls = resolve_callable(cfg.pop("class_name", "rsl_rl.models:MLPModel"))
-    if not (isinstance(cls, type) and issubclass(cls, MLPModel)) or cls.is_recurrent:
+    if cls is not MLPModel:  # CNNModel and RNNModel subclass MLPModel but read other inputs / keep state
         raise CheckpointError(f"{where}: its {part} is a {cls}, only rsl_rl MLPModel experts are supported")
     net = cls(obs, model["obs_groups"], part, output_dim, **cfg).to(device)
     if state_dict is None:

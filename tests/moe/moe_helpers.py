@@ -26,23 +26,24 @@ def make_obs(num_envs: int = NUM_ENVS, seed: int = 0) -> TensorDict:
     return random_obs(GROUP_DIMS, num_envs, seed)
 
 
-def expert_cfgs(hidden_dims=(32, 32)) -> tuple[dict, dict]:
+def expert_cfgs(hidden_dims=(32, 32), activation: str = "elu") -> tuple[dict, dict]:
     actor = {
         "class_name": "rsl_rl.models:MLPModel",
         "hidden_dims": list(hidden_dims),
-        "activation": "elu",
+        "activation": activation,
         "obs_normalization": True,
         "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"},
     }
-    critic = {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": list(hidden_dims), "activation": "elu"}
+    critic = {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": list(hidden_dims), "activation": activation}
     return actor, critic
 
 
-def build_expert_models(seed: int, dims: dict[str, int], num_actions: int = NUM_ACTIONS) -> tuple[MLPModel, MLPModel]:
+def build_expert_models(seed: int, dims: dict[str, int], num_actions: int = NUM_ACTIONS, hidden_dims=(32, 32),
+                        activation: str = "elu") -> tuple[MLPModel, MLPModel]:
     """A pair of real MLPModels with distinct random weights, std and normaliser statistics."""
     torch.manual_seed(seed)
     obs = random_obs(dims, 4, seed)
-    actor_cfg, critic_cfg = expert_cfgs()
+    actor_cfg, critic_cfg = expert_cfgs(hidden_dims, activation)
     actor = MLPModel(obs, OBS_GROUPS, "actor", num_actions, **{k: v for k, v in actor_cfg.items() if k != "class_name"})
     critic = MLPModel(obs, OBS_GROUPS, "critic", 1, **{k: v for k, v in critic_cfg.items() if k != "class_name"})
     with torch.no_grad():
@@ -54,11 +55,12 @@ def build_expert_models(seed: int, dims: dict[str, int], num_actions: int = NUM_
     return actor, critic
 
 
-def save_expert(path, seed: int, num_actions: int = NUM_ACTIONS, group_dims: dict | None = None) -> str:
+def save_expert(path, seed: int, num_actions: int = NUM_ACTIONS, group_dims: dict | None = None, hidden_dims=(32, 32),
+                activation: str = "elu") -> str:
     """Save an expert as a self-describing checkpoint; returns the path."""
     dims = group_dims or GROUP_DIMS
-    actor, critic = build_expert_models(seed, dims, num_actions)
-    actor_cfg, critic_cfg = expert_cfgs()
+    actor, critic = build_expert_models(seed, dims, num_actions, hidden_dims, activation)
+    actor_cfg, critic_cfg = expert_cfgs(hidden_dims, activation)
     infos = make_infos(
         {"actor": actor_cfg, "critic": critic_cfg, "obs_groups": OBS_GROUPS, "obs_group_dims": dims, "num_actions": num_actions}
     )

@@ -40,6 +40,23 @@ def test_mixture_is_weighted_sum_of_expert_means(obs, expert_files):
     assert actor.last_expert_actions.shape == (8, NUM_ACTIONS, 2)
 
 
+def test_experts_of_different_sizes_and_activations_blend(tmp_path, obs):
+    """Experts need not share their network: each is rebuilt from its own description ([64, 32] ELU and [16] tanh
+    here), and the mixture and the MoE critic blend their outputs as usual."""
+    from moe_helpers import save_expert
+
+    files = {"base": save_expert(tmp_path / "b.pt", seed=1, hidden_dims=(64, 32)),
+             "arm": save_expert(tmp_path / "a.pt", seed=2, hidden_dims=(16,), activation="tanh")}
+    actor = make_actor(obs, files)
+    sharpen(actor)
+    assert [m.out_features for m in actor.experts["base"].mlp if isinstance(m, torch.nn.Linear)] == [64, 32, NUM_ACTIONS]
+    assert isinstance(actor.experts["arm"].mlp[1], torch.nn.Tanh)
+    w = actor.get_moe_weights(obs)
+    expected = w[:, :1] * actor.experts["base"](obs) + w[:, 1:] * actor.experts["arm"](obs)
+    torch.testing.assert_close(actor(obs), expected)
+    assert make_critic(obs, files)(obs).shape == (8, 1)
+
+
 def test_per_limb_gating_blends_each_group_with_its_own_weights(obs, expert_files):
     actor = make_actor(obs, expert_files, action_groups=LEGS_ARM, obs_moe={"routing": "entmax15"})
     sharpen(actor)

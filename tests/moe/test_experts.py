@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from moe_helpers import GROUP_DIMS, NUM_ACTIONS, build_expert_models, save_expert
 
-from rsl_rl_moe.checkpoint import CheckpointError, save_checkpoint
+from rsl_rl_moe.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rsl_rl_moe.modules.experts import expert_paths, load_expert
 
 HINT = "runner.alg.actor_critic.base_ckpt_path"
@@ -126,3 +126,15 @@ def test_fewer_than_two_experts_is_refused():
         expert_paths("b.pt", None, None, "runner.alg.actor_critic")
     assert list(expert_paths(None, "a.pt", {"c": "c.pt"}, "p")) == ["arm", "c"]
 
+
+
+@pytest.mark.parametrize("class_name", ["rsl_rl.models:CNNModel", "rsl_rl.models:RNNModel"])
+def test_cnn_and_recurrent_experts_are_refused_naming_the_class(tmp_path, obs, class_name):
+    """CNNModel and RNNModel subclass MLPModel; an expert file describing one is refused, not half-loaded."""
+    path = save_expert(tmp_path / "e.pt", seed=3)
+    payload = load_checkpoint(str(path))
+    payload["infos"]["model"]["actor"]["class_name"] = class_name
+    save_checkpoint(str(path), payload)
+    with pytest.raises(CheckpointError, match="only rsl_rl MLPModel experts are supported") as error:
+        load(path, obs)
+    assert class_name.split(":")[1] in str(error.value)
