@@ -106,7 +106,9 @@ def make_train_cfg(cfg: DictConfig) -> dict:
     (e.g. the expert paths of ppo_moe.yaml) are settings the two share through interpolation.
     ``runner.class_name`` and ``runner.max_iterations`` are read by the scripts, not by rsl_rl. The task's
     curriculum (``env.curriculum``: its stages change env and algorithm settings) becomes ``curriculum``, and its
-    ``env.symmetry`` (when augmentation or the mirror loss is on) rsl_rl's ``algorithm.symmetry_cfg``.
+    ``env.symmetry`` (when augmentation or the mirror loss is on) rsl_rl's ``algorithm.symmetry_cfg``. With a partner
+    that can act (``env.partner``), an ``MLPModel`` actor becomes an
+    :class:`~rsl_rl_moe.modules.own_actions.OwnActionsMLPModel`: PPO then leaves out the entries the partner writes.
     """
     runner = OmegaConf.to_container(cfg.runner, resolve=True)
     for key in ("class_name", "max_iterations"):
@@ -119,6 +121,11 @@ def make_train_cfg(cfg: DictConfig) -> dict:
             raise ValueError("runner.alg.symmetry_cfg and env.symmetry are both set: use env.symmetry (or turn it off "
                              "with env.symmetry.use_data_augmentation=false)")
         alg["symmetry_cfg"] = {**symmetry, "use_mirror_loss": symmetry.get("mirror_loss_coeff", 0.0) > 0.0}
+    env_cfg = env_config(cfg)
+    partner = env_cfg.get("partner") or {}
+    if partner.get("ckpt_path") and partner_may_act(partner, env_cfg) and \
+            actor_critic["actor"]["class_name"] in ("MLPModel", "rsl_rl.models:MLPModel"):
+        actor_critic["actor"]["class_name"] = "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
     return {
         **runner,
         "algorithm": alg,

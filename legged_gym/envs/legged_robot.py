@@ -11,6 +11,8 @@ Observation groups (TensorDict, float32):
   foot contacts (4, 0/1), friction coefficient (1), added trunk mass (1, [kg]), PD-gain scale (1),
   end-effector position error (3, [m], noise-free), velocity-tracking error (vx, vy) (2, [m/s]).
 - ``task_id`` (N, 1): the env's task index into ``task_names`` (for diagnostics; not a model input).
+- ``own_actions`` (N, 18), only with a partner (:meth:`LeggedRobot.set_partner`): 1 where the next action's entry is
+  applied, 0 where the partner writes it (read by :class:`rsl_rl_moe.modules.own_actions.OwnActionsMLPModel`).
 
 Actions (N, 18): joint position offsets; target = default + action_scale * clip(action). A partner policy
 (:meth:`LeggedRobot.set_partner`, config ``env.partner``) may write the legs' or the arm's entries in some tasks'
@@ -232,16 +234,20 @@ class LeggedRobot(VecEnv):
         self._partner_tasks = torch.tensor([name in tasks for name in self.task_names], device=self.device)  # (T,)
         self._partner_columns = torch.zeros(NUM_ACTIONS, dtype=torch.bool, device=self.device)
         self._partner_columns[LIMB_COLUMNS[limbs]] = True
+        self.obs = self._compute_observations()  # now with the own_actions group
+
+    def _partner_entries(self) -> torch.Tensor:
+        """(N, 18) bool: the action entries the partner writes in the next step (its limbs, in its tasks' envs)."""
+        return self._partner_tasks[self.commands.task_ids][:, None] & self._partner_columns
 
     def _with_partner_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """(N, 18) clipped ``actions`` with the partner's entries in the envs whose task it drives."""
-        in_task = self._partner_tasks[self.commands.task_ids]  # (N,)
-        if not bool(in_task.any()):
+        mask = self._partner_entries()
+        if not bool(mask.any()):
             return actions
         with torch.no_grad():
             partner = self._partner_policy(self.obs).to(self.device, torch.float32)
         clip = self.cfg["robot"]["clip_actions"]
-        mask = in_task[:, None] & self._partner_columns  # (N, 18)
         return torch.where(mask, torch.nan_to_num(partner).clamp(-clip, clip), actions)
 
     def _randomize_domain(self) -> None:
@@ -560,6 +566,8 @@ class LeggedRobot(VecEnv):
             "critic": critic.nan_to_num_().clamp_(-100.0, 100.0),
             "task_id": commands.task_ids[:, None].float(),
         }
+        if self._partner_policy is not None:
+            obs["own_actions"] = (~self._partner_entries()).float()
         return TensorDict(obs, batch_size=[self.num_envs], device=self.device, non_blocking=False)
 
 

@@ -42,6 +42,7 @@ from tensordict import TensorDict
 from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint
 from rsl_rl_moe.finite import first_nonfinite, state_dict_entries
 from rsl_rl_moe.modules import importers
+from rsl_rl_moe.modules.own_actions import OwnActionsMLPModel
 
 class ExpertTaskWarning(UserWarning):
     """An expert file records a task (the name of the env it was trained on) other than the one expected of it."""
@@ -369,6 +370,8 @@ def _build(
     """Instantiate one part (``"actor"`` / ``"critic"``) and load its weights (None: keep the initial ones)."""
     cfg = dict(model[part])
     cls = resolve_callable(cfg.pop("class_name", "rsl_rl.models:MLPModel"))
+    if cls is OwnActionsMLPModel:  # trained beside a partner; its inference and weights are MLPModel's
+        cls = MLPModel
     if cls is not MLPModel:  # CNNModel and RNNModel subclass MLPModel but read other inputs / keep state
         raise CheckpointError(f"{where}: its {part} is a {cls}, only rsl_rl MLPModel experts are supported")
     net = cls(obs, model["obs_groups"], part, output_dim, **cfg).to(device)

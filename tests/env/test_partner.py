@@ -112,3 +112,26 @@ def test_a_partner_file_of_another_task_warns_naming_both():
     cfg = compose_cfg("train", ["env.num_envs=2", f"env.partner.ckpt_path={base_path}"])  # expects the arm expert
     with pytest.warns(ExpertTaskWarning, match="env.partner.expected_task"):
         make_configured_env(env_config(cfg))
+
+
+def test_own_actions_group_marks_the_entries_the_policy_writes():
+    env = make_env(32, MIXED_TASKS, quiet=True)
+    assert "own_actions" not in env.get_observations().keys()
+    env.set_partner(ConstantPolicy(0.7), "arm", ["loco_reach"])
+    for _ in range(2):
+        loco_reach = env.commands.task_ids == env.task_names.index("loco_reach")
+        own = env.get_observations()["own_actions"]
+        assert torch.all(own[loco_reach, ARM] == 0.0) and torch.all(own[~loco_reach, ARM] == 1.0)
+        assert torch.all(own[:, LEGS] == 1.0)
+        env.step(torch.zeros(32, 18))
+
+
+def test_training_beside_a_partner_uses_the_own_actions_actor():
+    from common import make_train_cfg
+
+    with_partner = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_reaching"]))
+    assert with_partner["actor"]["class_name"] == "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
+    never_acts = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_locomotion", "env.curriculum=[]"]))
+    assert never_acts["actor"]["class_name"] == "MLPModel"
+    no_partner = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_reaching", "env.partner.ckpt_path=null"]))
+    assert no_partner["actor"]["class_name"] == "MLPModel"

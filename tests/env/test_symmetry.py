@@ -298,3 +298,11 @@ def test_symmetry_config_builds_rsl_rl_ppo_with_augmentation():
     runner = make_runner(cfg, LeggedRobot(env_config(cfg)), log_dir=None)
     assert runner.alg.symmetry is not None and runner.alg.symmetry.use_data_augmentation
     assert runner.alg.symmetry.data_augmentation_func is sym.mirror_augmentation
+
+
+def test_own_actions_group_mirrors_with_the_joints():
+    own = torch.ones(2, NUM_ACTIONS)
+    own[0, 0:3] = 0.0  # FL leg written by a partner
+    mirrored = sym.mirror_observations(TensorDict({"own_actions": own}, batch_size=[2]))["own_actions"]
+    assert torch.all(mirrored[0, 3:6] == 0.0) and mirrored[0].sum() == NUM_ACTIONS - 3  # now FR
+    torch.testing.assert_close(sym.mirror_observations(TensorDict({"own_actions": mirrored}, batch_size=[2]))["own_actions"], own)
