@@ -70,17 +70,17 @@ def make_env(env_cfg: dict):
     """Instantiate ``env_cfg["class_name"]`` (any rsl_rl VecEnv taking its config dict), with the partner of
     ``env_cfg["partner"]`` attached if one is configured (:func:`attach_partner`)."""
     env = resolve_callable(env_cfg["class_name"])(env_cfg)
-    attach_partner(env, env_cfg.get("partner") or {}, env_cfg)
+    attach_partner(env, env_cfg)
     return env
 
 
-def attach_partner(env, partner_cfg: dict, env_cfg: dict | None = None) -> None:
-    """Load the expert at ``partner_cfg["ckpt_path"]`` (``env.partner``) and let it write the actions of
-    ``partner_cfg["limbs"]`` in episodes of ``partner_cfg["tasks"]`` (``env.set_partner``). Nothing is loaded
-    without a path, or when ``env_cfg`` shows the partner can never act (its tasks have probability 0 in
-    ``env_cfg["tasks"]`` and in every curriculum stage): evaluating the base expert on locomotion needs no arm file."""
+def attach_partner(env, env_cfg: dict) -> None:
+    """Load the expert at ``env_cfg["partner"]["ckpt_path"]`` (``env.partner``) and let it write the actions of its
+    ``limbs`` in episodes of its ``tasks`` (``env.set_partner``). Nothing is loaded without a path, or when the
+    partner can never act (:func:`partner_may_act`): evaluating the base expert on locomotion needs no arm file."""
+    partner_cfg = env_cfg.get("partner") or {}
     path = partner_cfg.get("ckpt_path")
-    if not path or (env_cfg is not None and not partner_may_act(partner_cfg, env_cfg)):
+    if not path or not partner_may_act(partner_cfg, env_cfg):
         return
     if not callable(getattr(env, "set_partner", None)):
         raise ValueError(f"env.partner.ckpt_path={path}: {type(env).__name__} has no set_partner(policy, limbs, tasks)")
