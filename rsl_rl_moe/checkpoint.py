@@ -21,10 +21,17 @@ where ``infos`` carries everything needed to rebuild the models from the file al
 
 Everything in a checkpoint is plain tensors, numbers, strings, lists and dicts, so it loads
 with ``torch.load(path, weights_only=True)``.
+
+Model configs written by older versions (a checkpoint's ``infos["model"]``, a run's ``config.yaml``) are brought to
+today's spelling by :func:`upgrade_model_cfg` / :func:`upgrade_model_description`: the mixture actor's old class
+name ``ActorCriticMoE`` becomes ``MoEActor``, and the expert keyword arguments of the MoE models (``base_ckpt_path``,
+``arm_ckpt_path``, ``expert_ckpt_paths``, ``freeze_experts``, ``legacy_architectures``, ``expert_tasks``,
+``expert_obs``, ``expert_models``) become one ``expert_sources`` (:class:`rsl_rl_moe.modules.ExpertSources`).
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import os
@@ -117,7 +124,7 @@ def remove_stale_temp_files(folder: str) -> list[str]:
         if not (name.startswith(TEMP_PREFIX) and name.endswith(".pt")):
             continue
         path = os.path.join(folder, name)
-        parts = name[len(TEMP_PREFIX):].split("_")
+        parts = name[len(TEMP_PREFIX) :].split("_")
         try:
             if len(parts) >= 3 and parts[1].isdigit():
                 if parts[0] != _HOST or _process_alive(int(parts[1])):
@@ -187,3 +194,93 @@ def is_self_describing(payload: dict) -> bool:
     """True if ``payload`` was written by this package (carries its model description)."""
     infos = payload.get("infos")
     return isinstance(infos, dict) and infos.get("format") == CHECKPOINT_FORMAT
+
+
+def entry_name(name: str, *keys: str) -> str:
+    """How messages name an entry of a named setting, in that name's style: ``entry_name("obs_maps['go2']",
+    "policy")`` is ``obs_maps['go2']['policy']`` (a Python argument), ``entry_name("runner.x.expert_obs.go2",
+    "policy")`` is ``runner.x.expert_obs.go2.policy`` (a config override)."""
+    for key in keys:
+        name = f"{name}[{key!r}]" if name.endswith("]") else f"{name}.{key}"
+    return name
+
+
+LEGACY_CLASS_NAMES = {
+    "rsl_rl_moe.modules:ActorCriticMoE": "rsl_rl_moe.modules:MoEActor",
+    "rsl_rl_moe.modules.ActorCriticMoE": "rsl_rl_moe.modules.MoEActor",
+    "rsl_rl_moe.modules.actor_critic_moe:ActorCriticMoE": "rsl_rl_moe.modules.actor_critic_moe:MoEActor",
+    "rsl_rl_moe.modules.actor_critic_moe.ActorCriticMoE": "rsl_rl_moe.modules.actor_critic_moe.MoEActor",
+}
+"""Model class names of older versions -> today's. ``ActorCriticMoE`` was a second name of the mixture *actor*."""
+
+LEGACY_EXPERT_KWARGS = (
+    "base_ckpt_path",
+    "arm_ckpt_path",
+    "expert_ckpt_paths",
+    "freeze_experts",
+    "legacy_architectures",
+    "expert_tasks",
+    "expert_obs",
+    "expert_models",
+    "override_prefix",
+)
+"""Keyword arguments the MoE actor and critic took before :class:`~rsl_rl_moe.modules.ExpertSources`."""
+
+
+def upgrade_model_cfg(cfg: dict) -> dict:
+    """A model config (``class_name`` and keyword arguments, as in a train config, a run's ``config.yaml`` or a
+    checkpoint's ``infos["model"]``) of an older version in today's spelling; a copy, unchanged if already current.
+
+    - ``class_name`` ``...:ActorCriticMoE`` becomes ``...:MoEActor`` (:data:`LEGACY_CLASS_NAMES`);
+    - the MoE models' expert arguments (:data:`LEGACY_EXPERT_KWARGS`) become ``expert_sources``:
+      ``{"experts": {"base": base_ckpt_path, "arm": arm_ckpt_path, **expert_ckpt_paths}`` (in that order, empty
+      paths left out), ``"freeze": freeze_experts``, ``"legacy_architectures"``, ``"tasks": expert_tasks``,
+      ``"obs_maps": expert_obs``, ``"models": expert_models}``. ``override_prefix`` (a prefix for messages) is
+      dropped: messages then name the library's arguments. ``expert_models`` next to an ``expert_sources`` (an older
+      caller adding a checkpoint's descriptions) is folded into it.
+
+    Raises:
+        ValueError: an expert named twice (``base_ckpt_path`` and ``expert_ckpt_paths.base``), or old expert
+            arguments next to ``expert_sources``.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    name = cfg.get("class_name")
+    if isinstance(name, str) and name in LEGACY_CLASS_NAMES:
+        cfg["class_name"] = LEGACY_CLASS_NAMES[name]
+    legacy = {key: cfg.pop(key) for key in LEGACY_EXPERT_KWARGS if key in cfg}
+    if not legacy:
+        return cfg
+    models = legacy.pop("expert_models", None)
+    if "expert_sources" in cfg:
+        if legacy:
+            raise ValueError(
+                f"a model config holds both expert_sources and the older expert arguments {sorted(legacy)}: keep "
+                f"expert_sources"
+            )
+        if models:
+            cfg["expert_sources"] = {**cfg["expert_sources"], "models": models}
+        return cfg
+    experts = {}
+    for expert in ("base", "arm"):
+        path = legacy.get(f"{expert}_ckpt_path")
+        if path:
+            experts[expert] = path
+    for expert, path in (legacy.get("expert_ckpt_paths") or {}).items():
+        if expert in experts:
+            raise ValueError(f"expert {expert!r} is given twice: as {expert}_ckpt_path and in expert_ckpt_paths")
+        experts[expert] = path
+    cfg["expert_sources"] = {
+        "experts": experts,
+        "freeze": legacy.get("freeze_experts", True),
+        "legacy_architectures": legacy.get("legacy_architectures") or {},
+        "tasks": legacy.get("expert_tasks") or {},
+        "obs_maps": legacy.get("expert_obs") or {},
+        "models": models or None,
+    }
+    return cfg
+
+
+def upgrade_model_description(model: dict) -> dict:
+    """A checkpoint's ``infos["model"]`` with its ``actor`` and ``critic`` configs upgraded
+    (:func:`upgrade_model_cfg`)."""
+    return {**model, **{part: upgrade_model_cfg(model[part]) for part in ("actor", "critic") if part in model}}

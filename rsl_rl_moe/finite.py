@@ -75,7 +75,9 @@ def check_gradients(named_parameters: list[tuple[str, torch.nn.Parameter]], iter
     raise NonFiniteError(f"training stopped at iteration {iteration}: non-finite gradient of {where}")
 
 
-def check_update(losses: Mapping[str, float], named_parameters: list[tuple[str, torch.nn.Parameter]], iteration: int) -> None:
+def check_update(
+    losses: Mapping[str, float], named_parameters: list[tuple[str, torch.nn.Parameter]], iteration: int
+) -> None:
     """After an update: the losses and the parameters must be finite.
 
     Args:

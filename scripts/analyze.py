@@ -5,7 +5,8 @@
 Writes into ``<run>/analysis/`` (or ``--out``): gate entropy by window over training, mean gate
 weights, task x expert selection heatmaps, task x task gradient-cosine heatmaps over time,
 conflict curves against the noise floor, and ``summary.md``. Tag families a run did not log are
-skipped with a note. Definitions: rsl_rl_moe/diagnostics/analysis.py.
+skipped with a note. Definitions: rsl_rl_moe/diagnostics/analysis.py, which reads the tags through the
+schema the writers build them with (rsl_rl_moe/diagnostics/tags.py).
 """
 
 from __future__ import annotations

@@ -43,12 +43,11 @@ import tempfile
 import time
 from collections import defaultdict
 
-from common import env_config, make_env, make_runner, seed_everything  # first: sets OpenMP's wait policy
-
 import mujoco  # noqa: E402
 import mujoco.batch  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import env_config, make_env, make_runner, seed_everything  # first: sets OpenMP's wait policy
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
@@ -122,7 +121,9 @@ def env_and_raw_seconds(env, raw: mujoco.batch.Batch, actions: torch.Tensor, chu
 def expert_paths(folder: str) -> tuple[dict[str, str], str]:
     """``{"base": path, "arm": path}`` and where they come from: the shipped experts, or default-size experts
     trained for one iteration (64 envs) into ``folder``."""
-    shipped = {name: os.path.join(REPO_ROOT, "resources", "checkpoints", f"{name}_expert.pt") for name in ("base", "arm")}
+    shipped = {
+        name: os.path.join(REPO_ROOT, "resources", "checkpoints", f"{name}_expert.pt") for name in ("base", "arm")
+    }
     if all(os.path.isfile(p) for p in shipped.values()):
         return shipped, "shipped experts resources/checkpoints/{base,arm}_expert.pt"
     paths = {}
@@ -179,7 +180,7 @@ def instrument_diagnostics(runner) -> Stopwatch:
     diagnostics._conflict_images = watch.wrap(diagnostics._conflict_images, "cosine heatmaps")
     diagnostics._selection_images = watch.wrap(diagnostics._selection_images, "selection heatmaps")
     diagnostics.update = watch.wrap(diagnostics.update, "diagnostics.update")
-    runner._update = watch.wrap(runner._update, "ppo update")
+    runner.alg.around_update_hooks.append(lambda update: watch.wrap(update, "ppo update")())  # innermost: PPO alone
     return watch
 
 
@@ -223,8 +224,10 @@ def moe_diagnostics_overhead(args) -> None:
         print(f"{'all off' if name == 'off' else 'diagnostics on'}: {mean[name]:.3f} s per iteration "
               f"(median {statistics.median(clocks[name]):.3f} s)")  # fmt: skip
     median_ratio = statistics.median(clocks["on"]) / statistics.median(clocks["off"])
-    print(f"A/B overhead: {100 * (mean['on'] / mean['off'] - 1):+.1f}% (medians {100 * (median_ratio - 1):+.1f}%; "
-          f"noise of a few % on a busy machine)")
+    print(
+        f"A/B overhead: {100 * (mean['on'] / mean['off'] - 1):+.1f}% (medians {100 * (median_ratio - 1):+.1f}%; "
+        f"noise of a few % on a busy machine)"
+    )
     print("timed inside the diagnosed runner:")
     print(f"  always-on statistics        {share(always_on)} (target <= 1%)")
     for key in ("gate-weight recording", "moe/* scalars", "selection heatmaps"):
@@ -232,8 +235,10 @@ def moe_diagnostics_overhead(args) -> None:
     rest = always_on - sum(seconds[key] for key in ("gate-weight recording", "moe/* scalars", "selection heatmaps"))
     print(f"    {'norms, logits, checksums':26} {share(rest)}")
     computations = watch.calls["gradient conflict"]
-    print(f"  periodic gradient analysis  {share(conflict)} amortised (target <= 5%): "
-          f"{computations} computations, {conflict / max(computations, 1):.2f} s each")
+    print(
+        f"  periodic gradient analysis  {share(conflict)} amortised (target <= 5%): "
+        f"{computations} computations, {conflict / max(computations, 1):.2f} s each"
+    )
     print(f"    {'of which cosine heatmaps':26} {share(seconds['cosine heatmaps'])}")
 
 
@@ -244,8 +249,10 @@ def stepping_rates(args) -> None:
     summed over its interleaved chunks (:func:`env_and_raw_seconds`)."""
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
     default_threads = torch.get_num_threads()
-    print(f"({args.repeats} repeats of {args.steps} steps, env and raw alternating every {args.chunk} steps; "
-          "medians, ratio range in brackets)")
+    print(
+        f"({args.repeats} repeats of {args.steps} steps, env and raw alternating every {args.chunk} steps; "
+        "medians, ratio range in brackets)"
+    )
     print(f"{'N':>6} {'torch threads':>13} {'raw batch steps/s':>18} {'env.step steps/s':>17} {'ratio':>6}  range")
     for n in args.num_envs:
         cfg = compose_cfg([f"env.num_envs={n}", *args.overrides])
@@ -263,8 +270,10 @@ def stepping_rates(args) -> None:
             env_seconds, raw_seconds = np.array(seconds).T
             ratios = raw_seconds / env_seconds
             rate = args.steps * n
-            print(f"{n:>6} {threads:>13} {np.median(rate / raw_seconds):>18,.0f} {np.median(rate / env_seconds):>17,.0f} "
-                  f"{np.median(ratios):>6.2f}  [{ratios.min():.2f}, {ratios.max():.2f}]")
+            print(
+                f"{n:>6} {threads:>13} {np.median(rate / raw_seconds):>18,.0f} {np.median(rate / env_seconds):>17,.0f} "
+                f"{np.median(ratios):>6.2f}  [{ratios.min():.2f}, {ratios.max():.2f}]"
+            )
             del env, raw
 
 
@@ -279,24 +288,39 @@ def training_rate(args) -> None:
     elapsed = time.perf_counter() - start
     steps = args.train_iterations * cfg.runner.num_steps_per_env * args.train_envs
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"{steps / elapsed:,.0f} env-steps/s over {args.train_iterations} iterations ({elapsed / args.train_iterations:.2f} s each)")
+    print(
+        f"{steps / elapsed:,.0f} env-steps/s over {args.train_iterations} iterations "
+        f"({elapsed / args.train_iterations:.2f} s each)"
+    )
     print(f"peak RSS of this process: {peak_rss_gb:.2f} GB")
 
 
 def training_child(args, policy: str) -> list[str]:
     """Command of a child process running this script's training section under OpenMP wait ``policy``."""
-    argv = [os.path.abspath(__file__), "--sections", "training", "--train-envs", str(args.train_envs),
-            "--train-iterations", str(args.train_iterations), *args.overrides]
+    argv = [
+        os.path.abspath(__file__),
+        "--sections",
+        "training",
+        "--train-envs",
+        str(args.train_envs),
+        "--train-iterations",
+        str(args.train_iterations),
+        *args.overrides,
+    ]
     if policy == "unset":  # torch (and so libgomp) loaded before scripts/common.py could set the variable
-        code = (f"import os, sys, runpy, torch; sys.argv = {argv!r}; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
-                "runpy.run_path(sys.argv[0], run_name='__main__')")
+        code = (
+            f"import os, sys, runpy, torch; sys.argv = {argv!r}; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+            "runpy.run_path(sys.argv[0], run_name='__main__')"
+        )
         return [sys.executable, "-c", code]
     return [sys.executable, *argv]
 
 
 def child_rates(commands: list[list[str]], env: dict) -> list[float]:
     """Start ``commands`` together; the env-steps/s each printed for its training section."""
-    processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands]
+    processes = [
+        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands
+    ]
     outputs = [p.communicate()[0] for p in processes]
     rates = []
     for output in outputs:
@@ -308,8 +332,10 @@ def child_rates(commands: list[list[str]], env: dict) -> list[float]:
 
 
 def two_runs(args) -> None:
-    print(f"\n== two trainings at once (N={args.train_envs}, {args.train_iterations} iterations each), per OpenMP wait "
-          "policy: env-steps/s of each run, and its ratio to one run alone ==")
+    print(
+        f"\n== two trainings at once (N={args.train_envs}, {args.train_iterations} iterations each), per OpenMP wait "
+        "policy: env-steps/s of each run, and its ratio to one run alone =="
+    )
     print(f"{'OMP_WAIT_POLICY':>16} {'alone':>10} {'run 1 of 2':>12} {'run 2 of 2':>12} {'ratio':>12}")
     for policy in WAIT_POLICIES:
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -331,13 +357,19 @@ def main() -> None:
     parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["stepping", "training"])
     parser.add_argument("--moe-envs", type=int, default=512, help="envs of the moe-diagnostics section")
-    parser.add_argument("--moe-blocks", type=int, default=5,
-                        help="moe-diagnostics: alternating blocks of conflict_interval iterations per runner")
+    parser.add_argument(
+        "--moe-blocks",
+        type=int,
+        default=5,
+        help="moe-diagnostics: alternating blocks of conflict_interval iterations per runner",
+    )
     parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. env=combo_go2Piper_reaching")
     args = parser.parse_args()
     seed_everything(0)
-    print(f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}, os.cpu_count() {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    print(
+        f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}, os.cpu_count() {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
     if "stepping" in args.sections:
         stepping_rates(args)
     if "training" in args.sections:

@@ -20,10 +20,15 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from rsl_rl.utils import resolve_callable  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+APP_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The app's folder: ``scripts/``, ``config/`` and the shipped experts ``resources/checkpoints/*.pt``. The repository
+root in a checkout; ``<site-packages>/go2_piper_moe`` in an installed copy (``setup.py`` installs the same layout)."""
+if os.path.isfile(os.path.join(APP_ROOT, "legged_gym", "__init__.py")):
+    sys.path.insert(0, APP_ROOT)  # run from a checkout: the packages sit next to scripts/
 
+from legged_gym import resolve_path  # noqa: E402
 from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
-from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
+from rsl_rl_moe.checkpoint import CheckpointError, upgrade_model_cfg  # noqa: E402
 from rsl_rl_moe.distributed import (  # noqa: E402
     ProcessInfo,
     broadcast_object,
@@ -32,9 +37,11 @@ from rsl_rl_moe.distributed import (  # noqa: E402
     process_info,
 )
 from rsl_rl_moe.finite import NonFiniteError  # noqa: E402
-from rsl_rl_moe.modules.experts import load_expert  # noqa: E402
+from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture  # noqa: E402
+from rsl_rl_moe.modules.experts import Expert, ExpertSources, load_expert, load_experts  # noqa: E402
 from rsl_rl_moe.runners import Runner, with_described_experts  # noqa: E402
-from rsl_rl_moe.runners.stopping import TrainingStopped, exit_code as stop_exit_code  # noqa: E402
+from rsl_rl_moe.runners.stopping import TrainingStopped  # noqa: E402
+from rsl_rl_moe.runners.stopping import exit_code as stop_exit_code  # noqa: E402
 from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 USER_ERRORS = (CheckpointError, SequenceFileError, FileNotFoundError, ValueError)
@@ -74,6 +81,19 @@ def make_env(env_cfg: dict):
     return env
 
 
+def app_path(path: str | None) -> str | None:
+    """The checkpoint file to open for a configured path (experts, ``env.partner.ckpt_path``): the path itself when
+    absolute or found from the current folder, else the app's copy under :data:`APP_ROOT` (so the shipped
+    ``resources/checkpoints/*.pt`` load from any folder, installed or not), else as typed, for the error message
+    (``legged_gym.resolve_path``)."""
+    return resolve_path(path, APP_ROOT)
+
+
+def with_app_paths(sources: dict) -> dict:
+    """``sources`` (an ``ExpertSources`` as a dict) with its expert files found by :func:`app_path`."""
+    return {**sources, "experts": {name: app_path(path) for name, path in (sources.get("experts") or {}).items()}}
+
+
 def attach_partner(env, env_cfg: dict) -> None:
     """Load the expert at ``env_cfg["partner"]["ckpt_path"]`` (``env.partner``) and let it write the actions of its
     ``limbs`` in episodes of its ``tasks`` (``env.set_partner``). Nothing is loaded without a path, or when the
@@ -84,9 +104,16 @@ def attach_partner(env, env_cfg: dict) -> None:
         return
     if not callable(getattr(env, "set_partner", None)):
         raise ValueError(f"env.partner.ckpt_path={path}: {type(env).__name__} has no set_partner(policy, limbs, tasks)")
-    expert = load_expert("partner", path, env.get_observations(), env.num_actions, "env.partner.ckpt_path",
-                         device=env.device, expected_task=partner_cfg.get("expected_task"),
-                         expected_task_override="env.partner.expected_task")
+    expert = load_expert(
+        "partner",
+        app_path(path),
+        env.get_observations(),
+        env.num_actions,
+        "env.partner.ckpt_path",
+        device=env.device,
+        expected_task=partner_cfg.get("expected_task"),
+        expected_task_override="env.partner.expected_task",
+    )
     expert.actor.eval().requires_grad_(False)
     env.set_partner(expert.actor, partner_cfg["limbs"], list(partner_cfg["tasks"]))
 
@@ -95,15 +122,110 @@ def partner_may_act(partner_cfg: dict, env_cfg: dict) -> bool:
     """Some task of ``partner_cfg["tasks"]`` has a positive probability in ``env_cfg["tasks"]`` or in a curriculum
     stage of ``env_cfg["curriculum"]``."""
     tables = [env_cfg["tasks"]["probabilities"]]
-    tables += [stage.get("env", {}).get("tasks", {}).get("probabilities", {}) for stage in env_cfg.get("curriculum") or []]
+    tables += [
+        stage.get("env", {}).get("tasks", {}).get("probabilities", {}) for stage in env_cfg.get("curriculum") or []
+    ]
     return any(float(table.get(task, 0.0)) > 0.0 for table in tables for task in partner_cfg["tasks"])
+
+
+EXPERT_SETTINGS = "runner.alg.actor_critic"
+"""Where the config holds a mixture's experts, in the user guide's spelling (``config/runner/alg/ppo_moe.yaml``):
+``base_ckpt_path``, ``arm_ckpt_path``, ``expert_ckpt_paths.<name>``, ``freeze_experts``, ``legacy_architectures``,
+``expert_tasks``, ``expert_obs``, and the actor's ``action_maps``."""
+
+
+def expert_message_names(prefix: str = EXPERT_SETTINGS) -> dict[str, str]:
+    """The overrides that set each argument of the library's ``ExpertSources`` (and the mixture actor's
+    ``action_maps`` / ``action_groups``), for its messages (``ExpertSources.message_names``): a missing file is
+    reported as ``runner.alg.actor_critic.base_ckpt_path=...``, not as the library's ``experts['base']``."""
+    return {
+        "experts": f"{prefix}.expert_ckpt_paths",
+        "experts.base": f"{prefix}.base_ckpt_path",
+        "experts.arm": f"{prefix}.arm_ckpt_path",
+        "freeze": f"{prefix}.freeze_experts",
+        "legacy_architectures": f"{prefix}.legacy_architectures",
+        "tasks": f"{prefix}.expert_tasks",
+        "obs_maps": f"{prefix}.expert_obs",
+        "action_maps": f"{prefix}.action_maps",
+        "action_groups": f"{prefix}.actor.action_groups",
+    }
+
+
+def expert_sources(actor_critic: dict, prefix: str = EXPERT_SETTINGS) -> dict:
+    """The library's ``ExpertSources`` (as the dict a train config holds) from the user guide's keys of
+    ``actor_critic`` (``cfg.runner.alg.actor_critic`` as a dict): experts ``base`` (``base_ckpt_path``) and ``arm``
+    (``arm_ckpt_path``), left out when null, then ``expert_ckpt_paths`` in order; ``freeze_experts`` (default true),
+    ``legacy_architectures``, ``expert_tasks``, ``expert_obs``; messages name these overrides
+    (:func:`expert_message_names`).
+
+    Raises:
+        ValueError: an expert named twice (``base_ckpt_path`` and ``expert_ckpt_paths.base``).
+    """
+    experts = {}
+    for name in ("base", "arm"):
+        if actor_critic.get(f"{name}_ckpt_path"):
+            experts[name] = actor_critic[f"{name}_ckpt_path"]
+    for name, path in (actor_critic.get("expert_ckpt_paths") or {}).items():
+        if name in experts:
+            raise ValueError(
+                f"expert {name!r} is given twice: `{prefix}.{name}_ckpt_path` and `{prefix}.expert_ckpt_paths.{name}`"
+            )
+        experts[name] = path
+    return {
+        "experts": experts,
+        "freeze": actor_critic.get("freeze_experts", True),
+        "legacy_architectures": actor_critic.get("legacy_architectures") or {},
+        "tasks": actor_critic.get("expert_tasks") or {},
+        "obs_maps": actor_critic.get("expert_obs") or {},
+        "message_names": expert_message_names(prefix),
+    }
+
+
+def load_configured_experts(cfg: DictConfig, env, names: tuple[str, ...] | None = None) -> list[Expert]:
+    """The experts ``cfg.runner.alg.actor_critic`` configures (:func:`expert_sources`), loaded for ``env``, in gate
+    order; only ``names`` (in that order) if given, e.g. ``("base", "arm")``.
+
+    Raises:
+        ValueError: a name of ``names`` that is not configured (naming the override that sets it).
+    """
+    sources = expert_sources(OmegaConf.to_container(cfg.runner.alg.actor_critic, resolve=True))
+    if names is not None:
+        message_names = sources["message_names"]
+        missing = [name for name in names if not sources["experts"].get(name)]
+        if missing:
+            overrides = [message_names.get(f"experts.{name}", f"{message_names['experts']}.{name}") for name in missing]
+            raise ValueError(f"experts {missing} are not configured: set " + ", ".join(f"`{o}=...`" for o in overrides))
+        sources["experts"] = {name: sources["experts"][name] for name in names}
+        sources["obs_maps"] = {name: m for name, m in sources["obs_maps"].items() if name in names}
+    return load_experts(ExpertSources.from_dict(with_app_paths(sources)), env.get_observations(), env.num_actions)
+
+
+def is_mixture(model_cfg: dict) -> bool:
+    """The model config builds a mixture of experts (its class is an ``ExpertMixture``: MoEActor, MoECritic)."""
+    cls = resolve_callable(model_cfg["class_name"])
+    return isinstance(cls, type) and issubclass(cls, ExpertMixture)
+
+
+def mixture_models(actor_critic: dict) -> dict[str, dict]:
+    """``actor_critic``'s ``actor`` and ``critic`` configs as the library takes them: configs of older versions (a
+    run's own ``config.yaml``) upgraded (``rsl_rl_moe.checkpoint.upgrade_model_cfg``), and every mixture given the
+    one ``expert_sources`` of :func:`expert_sources` (both models the same experts)."""
+    models = {part: upgrade_model_cfg(actor_critic[part]) for part in ("actor", "critic")}
+    mixtures = [model for model in models.values() if is_mixture(model)]
+    if mixtures:
+        sources = expert_sources(actor_critic)
+        for model in mixtures:
+            model.setdefault("expert_sources", sources)  # an older run's config: its models' own, upgraded
+            model["expert_sources"].setdefault("message_names", expert_message_names())
+    return models
 
 
 def make_train_cfg(cfg: DictConfig) -> dict:
     """Translate ``cfg.runner`` (hydra layout: runner.alg.actor_critic.{actor,critic}) to rsl_rl's flat dict.
 
     Only ``actor_critic.actor`` and ``actor_critic.critic`` become models; other keys of ``actor_critic``
-    (e.g. the expert paths of ppo_moe.yaml) are settings the two share through interpolation.
+    (the experts of ppo_moe.yaml, in the user guide's spelling) become the one ``expert_sources`` both mixture models
+    get (:func:`mixture_models`).
     ``runner.class_name`` and ``runner.max_iterations`` are read by the scripts, not by rsl_rl. The task's
     curriculum (``env.curriculum``: its stages change env and algorithm settings) becomes ``curriculum``, and its
     ``env.symmetry`` (when augmentation or the mirror loss is on) rsl_rl's ``algorithm.symmetry_cfg``. With a partner
@@ -115,16 +237,22 @@ def make_train_cfg(cfg: DictConfig) -> dict:
         runner.pop(key)
     alg = runner.pop("alg")
     actor_critic = alg.pop("actor_critic")
+    actor_critic.update(mixture_models(actor_critic))
     symmetry = OmegaConf.to_container(cfg.env.symmetry, resolve=True) if "symmetry" in cfg.env else {}
     if symmetry.get("use_data_augmentation") or symmetry.get("mirror_loss_coeff", 0.0) > 0.0:
         if alg.get("symmetry_cfg"):
-            raise ValueError("runner.alg.symmetry_cfg and env.symmetry are both set: use env.symmetry (or turn it off "
-                             "with env.symmetry.use_data_augmentation=false)")
+            raise ValueError(
+                "runner.alg.symmetry_cfg and env.symmetry are both set: use env.symmetry (or turn it off "
+                "with env.symmetry.use_data_augmentation=false)"
+            )
         alg["symmetry_cfg"] = {**symmetry, "use_mirror_loss": symmetry.get("mirror_loss_coeff", 0.0) > 0.0}
     env_cfg = env_config(cfg)
     partner = env_cfg.get("partner") or {}
-    if partner.get("ckpt_path") and partner_may_act(partner, env_cfg) and \
-            actor_critic["actor"]["class_name"] in ("MLPModel", "rsl_rl.models:MLPModel"):
+    if (
+        partner.get("ckpt_path")
+        and partner_may_act(partner, env_cfg)
+        and actor_critic["actor"]["class_name"] in ("MLPModel", "rsl_rl.models:MLPModel")
+    ):
         actor_critic["actor"]["class_name"] = "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
     return {
         **runner,
@@ -145,6 +273,11 @@ def make_runner(cfg: DictConfig, env, log_dir: str | None, ckpt_path: str | None
     train_cfg = make_train_cfg(cfg)
     if ckpt_path:
         train_cfg = with_described_experts(train_cfg, ckpt_path)
+        # experts described as the pre-ExpertSources keyword `expert_models`: into expert_sources.models
+        train_cfg.update({part: upgrade_model_cfg(train_cfg[part]) for part in ("actor", "critic")})
+    for part in ("actor", "critic"):  # the expert files of a mixture, found from any folder
+        if train_cfg[part].get("expert_sources"):
+            train_cfg[part] = {**train_cfg[part], "expert_sources": with_app_paths(train_cfg[part]["expert_sources"])}
     return runner_class(env, train_cfg, log_dir=log_dir, device=cfg.device, env_description=env.description)
 
 
@@ -213,7 +346,9 @@ def claim_run_dir(run_dir: str) -> None:
     try:
         fd = os.open(os.path.join(run_dir, ".run_owner"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        raise ValueError(f"run folder {run_dir!r} belongs to another run: give a different run_name=... or hydra.run.dir=...") from None
+        raise ValueError(
+            f"run folder {run_dir!r} belongs to another run: give a different run_name=... or hydra.run.dir=..."
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(f"{os.uname().nodename} {os.getpid()}\n")
 

@@ -2,7 +2,7 @@
 and a privileged task-switch reference (hard routing by the true task id).
 
     python scripts/compare_moe.py --config-name=train_moe_example \
-        +compare.runs='{scalar_gate: logs/.../model_150.pt, per_limb_gate: logs/.../model_150.pt, ppo_scratch: logs/.../model_150.pt}'
+        +compare.runs='{scalar_gate: .../model_150.pt, per_limb_gate: .../model_150.pt, ppo_scratch: .../model_150.pt}'
 
 Every policy runs the same seeded, noise-free envs (``evaluate.num_envs`` x ``evaluate.duration_s``)
 of the config's env (``combo_go2Piper_loco_reach`` for train_moe_example). Fixed blends use the
@@ -23,12 +23,21 @@ import common  # noqa: F401  (first: it sets OpenMP's wait policy before torch l
 import hydra
 import numpy as np
 import torch
+from common import (
+    load_configured_experts,
+    make_env,
+    make_runner,
+    quiet_env_config,
+    rollout_threads,
+    seed_everything,
+    user_errors,
+)
 from omegaconf import DictConfig, OmegaConf
-
-from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
 from validation import validate_config
-from legged_gym.utils.rollout import RolloutRecord, task_metrics
-from rsl_rl_moe.modules.experts import load_experts
+
+from legged_gym.envs.commands import MOVES_ARM, MOVES_BASE
+from legged_gym.envs.legged_robot import LIMB_COLUMNS
+from legged_gym.utils.rollout import num_policy_steps, record_rollout, task_metrics
 
 FIXED_BLENDS = {"base_expert_alone": (1.0, 0.0), "arm_expert_alone": (0.0, 1.0), "fixed_50_50": (0.5, 0.5)}
 BLEND_SWEEP = {"fixed_75_25": (0.75, 0.25), "fixed_25_75": (0.25, 0.75)}
@@ -37,10 +46,7 @@ BLEND_SWEEP = {"fixed_75_25": (0.75, 0.25), "fixed_25_75": (0.25, 0.75)}
 
 def configured_experts(cfg: DictConfig, env) -> list:
     """The base and arm experts named by ``runner.alg.actor_critic.{base,arm}_ckpt_path``, in that order."""
-    ac = cfg.runner.alg.actor_critic
-    expert_tasks = OmegaConf.to_container(ac.expert_tasks) if "expert_tasks" in ac else None
-    return load_experts(env.get_observations(), env.num_actions, ac.base_ckpt_path, ac.arm_ckpt_path, None, None,
-                        "runner.alg.actor_critic", expert_tasks=expert_tasks)
+    return load_configured_experts(cfg, env, ("base", "arm"))
 
 
 def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
@@ -49,17 +55,24 @@ def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
     return lambda obs: sum(w * e.actor(obs) for w, e in zip(weights, experts))
 
 
+def from_base_expert(task_ids: torch.Tensor, num_actions: int) -> torch.Tensor:
+    """``(N, num_actions)`` bool: the action entries the task-switch reference takes from the base expert, for
+    envs of ``task_ids`` (N,) (indices into ``legged_gym.envs.commands.TASK_NAMES``): the legs
+    (``LIMB_COLUMNS["legs"]``) where the task moves the base, the arm where it does not move the arm."""
+    legs = torch.zeros(num_actions, dtype=torch.bool)
+    legs[LIMB_COLUMNS["legs"]] = True
+    return torch.where(legs, MOVES_BASE[task_ids][:, None], ~MOVES_ARM[task_ids][:, None])
+
+
 def task_switch_reference(cfg: DictConfig, env):
     """Privileged reference, not a baseline: hard routing by the env's task id (obs group ``task_id``).
     Locomotion -> base expert; reaching -> arm expert; loco_reach -> legs from the base expert, arm from
-    the arm expert. Shows what a gate that recognised the task perfectly would get from these experts."""
+    the arm expert (:func:`from_base_expert`). Shows what a gate that recognised the task perfectly would get
+    from these experts."""
     base, arm = configured_experts(cfg, env)
-    task_index = {name: k for k, name in enumerate(env.task_names)}
-    legs = torch.arange(env.num_actions) < 12  # action order: 12 leg joints, then the arm
 
     def policy(obs):
-        task = obs["task_id"].long().squeeze(-1)
-        from_base = torch.where(legs, task[:, None] != task_index["reaching"], task[:, None] == task_index["locomotion"])
+        from_base = from_base_expert(obs["task_id"].long().squeeze(-1), env.num_actions)
         return torch.where(from_base, base.actor(obs), arm.actor(obs))
 
     return policy
@@ -73,22 +86,26 @@ def learned(path: str, env):
     return runner.get_inference_policy()
 
 
-def evaluate(policy, env, steps: int) -> dict:
+def evaluate(policy, env, duration_s: float) -> dict:
     """Return per env-second by task (the task during each step) and their mean over tasks ("all": the
     tasks weigh equally, so a policy whose falls re-draw tasks does not shift the mix), plus per-task metrics."""
-    record = RolloutRecord(dt=env.dt)
     rewards = []
-    obs = env.get_observations()
-    for _ in range(steps):
-        with torch.inference_mode():
-            obs, reward, dones, extras = env.step(policy(obs))
-        record.add(env, dones, extras["time_outs"])
-        rewards.append(reward.numpy().copy())
-    arrays, rewards = record.stack(), np.stack(rewards)
-    per_second = {task: float(rewards[arrays["step_task_ids"] == k].mean() / env.dt)
-                  for k, task in enumerate(env.task_names) if (arrays["step_task_ids"] == k).any()}
-    return {"return_per_s": {"all": float(np.mean(list(per_second.values()))), **per_second},
-            "metrics": task_metrics(arrays, env.task_names)}
+    arrays = record_rollout(
+        env,
+        policy,
+        num_policy_steps(duration_s, env.dt),
+        each_step=lambda _, step: rewards.append(step.rewards.numpy().copy()),
+    )
+    rewards = np.stack(rewards)
+    per_second = {
+        task: float(rewards[arrays["step_task_ids"] == k].mean() / env.dt)
+        for k, task in enumerate(env.task_names)
+        if (arrays["step_task_ids"] == k).any()
+    }
+    return {
+        "return_per_s": {"all": float(np.mean(list(per_second.values()))), **per_second},
+        "metrics": task_metrics(arrays, env.task_names),
+    }
 
 
 @hydra.main(config_path="../config", config_name="train_moe_example", version_base=None)
@@ -96,7 +113,6 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         validate_config(cfg)
         runs = dict(cfg.get("compare", {}).get("runs", {}))
-        steps = int(round(cfg.evaluate.duration_s / (cfg.env.robot.decimation * cfg.env.robot.timestep)))
         results = {}
         blends = {**FIXED_BLENDS, **(BLEND_SWEEP if cfg.get("compare", {}).get("sweep", False) else {})}
         candidates = [(name, lambda env, w=w: fixed_blend(cfg, env, w)) for name, w in blends.items()]
@@ -108,15 +124,20 @@ def main(cfg: DictConfig) -> None:
             env_cfg["seed"] = int(cfg.evaluate.seed)
             env = make_env(env_cfg)
             with rollout_threads(cfg):
-                results[name] = evaluate(build(env), env, steps)
+                results[name] = evaluate(build(env), env, cfg.evaluate.duration_s)
             r = results[name]["return_per_s"]
-            print(f"{name:<25} return/s all {r['all']:6.3f} | " + " | ".join(f"{k} {v:6.3f}" for k, v in r.items() if k != "all"),
-                  flush=True)
+            print(
+                f"{name:<25} return/s all {r['all']:6.3f} | "
+                + " | ".join(f"{k} {v:6.3f}" for k, v in r.items() if k != "all"),
+                flush=True,
+            )
         print(f"\n{'policy':<25}{'task':<12}{'lin vel RMS':>12}{'yaw RMS':>9}{'EE median':>11}{'falls':>6}")
         for name, result in results.items():
             for task, m in result["metrics"].items():
-                print(f"{name:<25}{task:<12}{m['lin_vel_rms']:>10.3f}  {m['yaw_rate_rms']:>7.3f}  "
-                      f"{m['ee_error_median_cm']:>7.1f}cm{m['falls']:>6}")
+                print(
+                    f"{name:<25}{task:<12}{m['lin_vel_rms']:>10.3f}  {m['yaw_rate_rms']:>7.3f}  "
+                    f"{m['ee_error_median_cm']:>7.1f}cm{m['falls']:>6}"
+                )
         out = cfg.get("compare", {}).get("out", "compare.json")
         with open(out, "w") as f:
             json.dump({"evaluate": OmegaConf.to_container(cfg.evaluate), "runs": runs, "results": results}, f, indent=2)

@@ -23,14 +23,21 @@ import sys
 
 import common  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads)
 import hydra
-import torch
-from omegaconf import DictConfig, OmegaConf
-
 from common import make_env, make_runner, quiet_env_config, rollout_threads, seed_everything, user_errors
+from omegaconf import DictConfig, OmegaConf
 from validation import validate_config
-from legged_gym.envs.commands import TASK_NAMES
-from legged_gym.utils.evaluation import TARGETS, locomotion_metrics, reaching_metrics, target_verdicts
-from legged_gym.utils.rollout import RolloutRecord
+
+from legged_gym.envs.commands import LOCOMOTION, REACHING, TASK_NAMES, TASKS_MOVING_ARM, TASKS_MOVING_BASE
+from legged_gym.utils.evaluation import (
+    LOCOMOTION_SECTION,
+    REACHING_SAMPLED_SECTION,
+    REACHING_SEQUENCE_SECTION,
+    TARGETS,
+    locomotion_metrics,
+    reaching_metrics,
+    target_verdicts,
+)
+from legged_gym.utils.rollout import num_policy_steps, record_rollout
 from rsl_rl_moe.checkpoint import CheckpointError
 
 
@@ -41,15 +48,9 @@ def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
     env = make_env(env_cfg)
     runner = make_runner(cfg, env, log_dir=None, ckpt_path=cfg.ckpt_path)
     runner.load(cfg.ckpt_path)
-    policy = runner.get_inference_policy()
-    record = RolloutRecord(dt=env.dt)
-    obs = env.get_observations()
     with rollout_threads(cfg):
-        for _ in range(int(round(cfg.evaluate.duration_s / env.dt))):
-            with torch.inference_mode():
-                obs, _, dones, extras = env.step(policy(obs))
-            record.add(env, dones, extras["time_outs"])
-    return record.stack(), env
+        arrays = record_rollout(env, runner.get_inference_policy(), num_policy_steps(cfg.evaluate.duration_s, env.dt))
+    return arrays, env
 
 
 def evaluated_task_probabilities(cfg: DictConfig) -> dict[str, float]:
@@ -60,8 +61,10 @@ def evaluated_task_probabilities(cfg: DictConfig) -> dict[str, float]:
     if not tasks:
         return probabilities
     if isinstance(tasks, str) or sorted(set(tasks) - set(TASK_NAMES)):
-        raise ValueError(f"evaluate.tasks={tasks}: must be a list of task names among {list(TASK_NAMES)}, "
-                         "e.g. 'evaluate.tasks=[loco_reach]'")
+        raise ValueError(
+            f"evaluate.tasks={tasks}: must be a list of task names among {list(TASK_NAMES)}, "
+            "e.g. 'evaluate.tasks=[loco_reach]'"
+        )
     return {task: float(task in tasks) for task in TASK_NAMES}
 
 
@@ -70,6 +73,16 @@ def evaluation_env_config(cfg: DictConfig, probabilities: dict[str, float]) -> d
     env_cfg = quiet_env_config(cfg, cfg.evaluate.num_envs)
     env_cfg["tasks"]["probabilities"] = dict(probabilities)
     return env_cfg
+
+
+def moves_base(probabilities: dict[str, float]) -> bool:
+    """Some evaluated episodes command base velocities (:data:`TASKS_MOVING_BASE`): the locomotion section."""
+    return any(probabilities.get(task, 0.0) > 0 for task in TASKS_MOVING_BASE)
+
+
+def moves_arm(probabilities: dict[str, float]) -> bool:
+    """Some evaluated episodes command end-effector targets (:data:`TASKS_MOVING_ARM`): the reaching sections."""
+    return any(probabilities.get(task, 0.0) > 0 for task in TASKS_MOVING_ARM)
 
 
 def partner_acts(cfg: DictConfig) -> bool:
@@ -93,10 +106,9 @@ def result_name(cfg: DictConfig) -> str:
 
 def verdicts(cfg: DictConfig, section: str, metrics: dict) -> dict[str, bool]:
     """The targets met by ``metrics`` (:func:`target_verdicts`); base drift only where the base stands (no
-    locomotion or loco_reach episodes evaluated)."""
+    episodes of a task that moves the base evaluated)."""
     met = target_verdicts(section, metrics)
-    probabilities = evaluated_task_probabilities(cfg)
-    if probabilities["locomotion"] > 0 or probabilities["loco_reach"] > 0:
+    if moves_base(evaluated_task_probabilities(cfg)):
         met.pop("base_drift_m", None)
     return met
 
@@ -120,21 +132,21 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict]:
     ev = cfg.evaluate
     results = {}
     probabilities = evaluated_task_probabilities(cfg)
-    if probabilities["locomotion"] > 0 or probabilities["loco_reach"] > 0:
+    if moves_base(probabilities):
         env_cfg = evaluation_env_config(cfg, probabilities)
-        env_cfg["tasks"]["locomotion"]["resampling_time_s"] = float(ev.command_resampling_s)
+        env_cfg["tasks"][LOCOMOTION]["resampling_time_s"] = float(ev.command_resampling_s)
         arrays, env = rollout(cfg, env_cfg)
-        results["locomotion"] = locomotion_metrics(
+        results[LOCOMOTION_SECTION] = locomotion_metrics(
             arrays, env.dt, env.reward_cfg["base_height_target"], ev.settle_s, ev.fast_speed
         )
-    if probabilities["reaching"] > 0 or probabilities["loco_reach"] > 0:
+    if moves_arm(probabilities):
         arrays, env = rollout(cfg, evaluation_env_config(cfg, probabilities))
-        results["reaching_sampled"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+        results[REACHING_SAMPLED_SECTION] = reaching_metrics(arrays, env.dt, ev.settle_s)
         if ev.sequence_file:
             env_cfg = evaluation_env_config(cfg, probabilities)
-            env_cfg["tasks"]["reaching"]["sequence_sampler"]["file_path"] = ev.sequence_file
+            env_cfg["tasks"][REACHING]["sequence_sampler"]["file_path"] = ev.sequence_file
             arrays, env = rollout(cfg, env_cfg)
-            results["reaching_sequence"] = reaching_metrics(arrays, env.dt, ev.settle_s)
+            results[REACHING_SEQUENCE_SECTION] = reaching_metrics(arrays, env.dt, ev.settle_s)
     return results
 
 
@@ -154,9 +166,17 @@ def main(cfg: DictConfig) -> None:
         out_path = os.path.join(out_dir, f"{result_name(cfg)}.json")
         with open(out_path, "w") as f:
             partner = OmegaConf.to_container(cfg.env.partner) if partner_acts(cfg) else None
-            json.dump({"ckpt_path": cfg.ckpt_path, "partner": partner,
-                       "evaluate": OmegaConf.to_container(ev, resolve=True), "results": results,
-                       "targets_met": met}, f, indent=2)
+            json.dump(
+                {
+                    "ckpt_path": cfg.ckpt_path,
+                    "partner": partner,
+                    "evaluate": OmegaConf.to_container(ev, resolve=True),
+                    "results": results,
+                    "targets_met": met,
+                },
+                f,
+                indent=2,
+            )
         print(f"\nwrote {out_path}")
 
 

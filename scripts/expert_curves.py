@@ -7,8 +7,8 @@ against env steps and wall-clock time, with the targets.
 The saved checkpoints at multiples of ``--every`` iterations (and the last) are evaluated with
 ``scripts/evaluate.py``'s protocol (``evaluate.*`` of the run's own config.yaml: fixed seed, no noise), on the
 tasks the run's env is evaluated on. Env steps (all processes) and wall-clock time at an iteration (from the start
-of iteration 0) are read from the run's TensorBoard events. Writes the PNG (default ``<run>/eval/curves.png``: the reward,
-then one row per metric with a target, dashed: the bound) and its figures next to it (``curves.json``).
+of iteration 0) are read from the run's TensorBoard events. Writes the PNG (default ``<run>/eval/curves.png``: the
+reward, then one row per metric with a target, dashed: the bound) and its figures next to it (``curves.json``).
 """
 
 from __future__ import annotations
@@ -25,19 +25,22 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
 from evaluate import evaluate_checkpoint  # noqa: E402  (common, imported by it, sets up the process first)
-from legged_gym.utils.evaluation import TARGETS  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from plot_training import load_events, read_scalar, steps_per_iteration  # noqa: E402
+
+from legged_gym.utils.evaluation import LOCOMOTION_SECTION, TARGETS  # noqa: E402
 
 
 def checkpoints(run_dir: str, every: int, up_to: int | None = None) -> list[tuple[int, str]]:
     """``[(iteration, path)]`` of the run's ``model_<iteration>.pt`` files at multiples of ``every``, and the last
     (of those at or before iteration ``up_to``, if given)."""
-    found = sorted((int(m.group(1)), path) for path in glob.glob(os.path.join(run_dir, "model_*.pt"))
-                   if (m := re.fullmatch(r"model_(\d+)\.pt", os.path.basename(path)))
-                   and (up_to is None or int(m.group(1)) <= up_to))
+    found = sorted(
+        (int(m.group(1)), path)
+        for path in glob.glob(os.path.join(run_dir, "model_*.pt"))
+        if (m := re.fullmatch(r"model_(\d+)\.pt", os.path.basename(path)))
+        and (up_to is None or int(m.group(1)) <= up_to)
+    )
     if not found:
         raise SystemExit(f"error: no model_<iteration>.pt in {run_dir}")
     return [(it, path) for k, (it, path) in enumerate(found) if it % every == 0 or k == len(found) - 1]
@@ -63,20 +66,33 @@ def evaluate_run(run_dir: str, every: int, num_envs: int | None, up_to: int | No
         cfg.ckpt_path = path
         results = evaluate_checkpoint(cfg)
         done = iterations <= iteration
-        rows.append({"iteration": iteration, "env_steps": (iteration + 1) * iteration_steps,
-                     "wall_s": float(wall[done][-1]) if done.any() else 0.0, "results": results})
-        summary = ", ".join(f"{key} {section[key]:.3g}" for name, section in results.items()
-                            for key in TARGETS.get(name, {}) if key in section)
+        rows.append(
+            {
+                "iteration": iteration,
+                "env_steps": (iteration + 1) * iteration_steps,
+                "wall_s": float(wall[done][-1]) if done.any() else 0.0,
+                "results": results,
+            }
+        )
+        summary = ", ".join(
+            f"{key} {section[key]:.3g}"
+            for name, section in results.items()
+            for key in TARGETS.get(name, {})
+            if key in section
+        )
         print(f"iteration {iteration}: {summary}", flush=True)
     return rows
 
 
 def plot(run_dir: str, rows: list[dict], out: str) -> None:
     """Reward (TensorBoard) and each target metric against env steps (left) and wall-clock minutes (right)."""
-    base_moves = any("locomotion" in row["results"] for row in rows)  # base drift is a target of a standing base
-    metrics = [(section, key) for section, targets in TARGETS.items() for key in targets
-               if any(key in row["results"].get(section, {}) for row in rows)
-               and not (base_moves and key == "base_drift_m")]
+    base_moves = any(LOCOMOTION_SECTION in row["results"] for row in rows)  # base drift is a target of a standing base
+    metrics = [
+        (section, key)
+        for section, targets in TARGETS.items()
+        for key in targets
+        if any(key in row["results"].get(section, {}) for row in rows) and not (base_moves and key == "base_drift_m")
+    ]
     fig, axes = plt.subplots(len(metrics) + 1, 2, figsize=(10, 2.2 * (len(metrics) + 1)), squeeze=False)
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
     events = load_events(run_dir)
@@ -109,7 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("--every", type=int, default=100, help="evaluate checkpoints at multiples of this iteration")
-    parser.add_argument("--num-envs", type=int, default=None, help="evaluation envs (default: the run's evaluate.num_envs)")
+    parser.add_argument(
+        "--num-envs", type=int, default=None, help="evaluation envs (default: the run's evaluate.num_envs)"
+    )
     parser.add_argument("--up-to", type=int, default=None, help="only checkpoints up to this iteration")
     parser.add_argument("--out", default=None, help="PNG path (default: <run>/eval/curves.png)")
     args = parser.parse_args()

@@ -25,16 +25,19 @@ import common  # noqa: F401  (first: it sets OpenMP's wait policy before torch l
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
 from common import make_env, make_runner, quiet_env_config, seed_everything, user_errors  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 from validation import validate_config  # noqa: E402
+
 from legged_gym.utils.plotting import plot_tracking  # noqa: E402
-from legged_gym.utils.rollout import RolloutRecord, task_metrics  # noqa: E402
+from legged_gym.utils.rollout import (  # noqa: E402
+    num_policy_steps,
+    record_rollout,
+    task_metrics,  # noqa: E402
+)
 from rsl_rl_moe.checkpoint import CheckpointError  # noqa: E402
 from rsl_rl_moe.diagnostics import GateTimeline, open_live_figure  # noqa: E402
 from rsl_rl_moe.modules import MoEActor  # noqa: E402
-
 
 EXPORT_TOLERANCE = 1e-4
 """Largest |exported - PyTorch| action difference accepted by the export check (float32 rounding is ~1e-6)."""
@@ -63,7 +66,9 @@ def export_policy(runner, obs, out_dir: str) -> None:
     input_name = session.get_inputs()[0].name
     onnx_out = np.concatenate([session.run(None, {input_name: row[None]})[0] for row in actor_obs.numpy()])
     jit_error, onnx_error = np.abs(jit_out - reference).max(), np.abs(onnx_out - reference).max()
-    print(f"exported to {out_dir}: max |TorchScript - PyTorch| = {jit_error:.2e}, max |ONNX - PyTorch| = {onnx_error:.2e}")
+    print(
+        f"exported to {out_dir}: max |TorchScript - PyTorch| = {jit_error:.2e}, max |ONNX - PyTorch| = {onnx_error:.2e}"
+    )
     if not (np.isfinite(reference).all() and max(jit_error, onnx_error) <= EXPORT_TOLERANCE):  # NaN fails too
         raise ValueError(
             f"the exported policies in {out_dir} do not reproduce PyTorch's actions within {EXPORT_TOLERANCE} "
@@ -74,13 +79,19 @@ def export_policy(runner, obs, out_dir: str) -> None:
 def save_plots(arrays: dict[str, np.ndarray], dt: float, out_dir: str, env_index: int = 0) -> None:
     time_s = np.arange(len(arrays["velocity"])) * dt
     plot_tracking(
-        time_s, arrays["velocity_cmd"][:, env_index], arrays["velocity"][:, env_index],
-        ["vx [m/s]", "vy [m/s]", "yaw rate [rad/s]"], f"base velocity, env {env_index}",
+        time_s,
+        arrays["velocity_cmd"][:, env_index],
+        arrays["velocity"][:, env_index],
+        ["vx [m/s]", "vy [m/s]", "yaw rate [rad/s]"],
+        f"base velocity, env {env_index}",
         os.path.join(out_dir, "velocity_tracking.png"),
     )
     plot_tracking(
-        time_s, arrays["ee_target"][:, env_index], arrays["ee_pos"][:, env_index],
-        ["x [m]", "y [m]", "z [m]"], f"end-effector position (base-yaw frame), env {env_index}",
+        time_s,
+        arrays["ee_target"][:, env_index],
+        arrays["ee_pos"][:, env_index],
+        ["x [m]", "y [m]", "z [m]"],
+        f"end-effector position (base-yaw frame), env {env_index}",
         os.path.join(out_dir, "ee_tracking.png"),
     )
 
@@ -106,23 +117,21 @@ def main(cfg: DictConfig) -> None:
 
             recorder = VideoRecorder(env.robot.model, os.path.join(out_dir, "video.mp4"), fps=1.0 / env.dt)
 
-        timeline, live = None, None
+        timeline, live, act = None, None, policy
         if isinstance(policy, MoEActor):
             timeline = GateTimeline(policy.expert_names, policy.action_group_names, env.dt, cfg.play.duration_s,
                                     phase_label="task", phase_names=env.task_names)  # fmt: skip
             live = open_live_figure("expert weights, env 0") if cfg.play.live_plot else None
-        live_every = max(1, round(cfg.play.live_plot_period_s / env.dt))
 
-        record = RolloutRecord(dt=env.dt)
-        obs = env.get_observations()
-        num_steps = int(round(cfg.play.duration_s / env.dt))
-        for step in range(num_steps):
-            with torch.inference_mode():
+            def act(obs):  # the weights and the task / commands of the obs they were computed from, before env.step
                 actions = policy(obs)
-            if timeline is not None:  # the weights and the task / commands of the obs they were computed from
                 timeline.add(policy.last_gate_weights[0], *env.commands.describe(0))
-            obs, _, dones, extras = env.step(actions)
-            record.add(env, dones, extras["time_outs"])
+                return actions
+
+        live_every = max(1, round(cfg.play.live_plot_period_s / env.dt))
+        num_steps = num_policy_steps(cfg.play.duration_s, env.dt)
+
+        def show(step: int, _) -> None:
             if recorder is not None:
                 overlay = None if timeline is None else timeline.image(recorder.height, recorder.width)
                 recorder.add_frame(env.sim.mjdata(0), overlay)
@@ -130,13 +139,14 @@ def main(cfg: DictConfig) -> None:
                 live.refresh(timeline.draw)
             if (step + 1) % max(1, num_steps // 5) == 0:
                 print(f"played {step + 1}/{num_steps} steps", flush=True)
+
+        arrays = record_rollout(env, act, num_steps, each_step=show)
         if recorder is not None:
             recorder.close()
             print(f"video: {recorder.path}")
         if live is not None:
             live.close()
 
-        arrays = record.stack()
         metrics = task_metrics(arrays, env.task_names)
         print(f"\n{'task':<12}{'lin vel RMS':>13}{'yaw RMS':>10}{'EE mean':>10}{'EE median':>11}{'falls':>7}")
         for task, m in metrics.items():
@@ -151,7 +161,7 @@ def main(cfg: DictConfig) -> None:
             timeline.save_png(os.path.join(out_dir, "expert_weights.png"))
         print(f"plots and metrics: {out_dir}")
         if cfg.play.export:
-            export_policy(runner, obs, os.path.join(run_dir, "exported"))
+            export_policy(runner, env.get_observations(), os.path.join(run_dir, "exported"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training curves of a run folder as PNG: mean reward and a tracking metric against env steps and wall time.
 
-    python scripts/plot_training.py logs/<exp>/<run> --metric Task/locomotion/lin_vel_error --out curves.png
-    python scripts/plot_training.py <stage1_run> <stage2_run> ... --out curves.png   # resumed stages, chained
+python scripts/plot_training.py logs/<exp>/<run> --metric Task/locomotion/lin_vel_error --out curves.png
+python scripts/plot_training.py <stage1_run> <stage2_run> ... --out curves.png   # resumed stages, chained
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def steps_per_iteration(events: EventAccumulator, cfg) -> int:
     learning time) gives (a torchrun run's config does not record it)."""
     per_process = cfg.env.num_envs * cfg.runner.num_steps_per_env
     fps = np.array([s.value for s in events.Scalars("Perf/total_fps")])
-    seconds = sum(np.array([s.value for s in events.Scalars(tag)]) for tag in ("Perf/collection_time", "Perf/learning_time"))
+    seconds = sum(
+        np.array([s.value for s in events.Scalars(tag)]) for tag in ("Perf/collection_time", "Perf/learning_time")
+    )
     processes = max(1, round(float(np.median(fps * seconds)) / per_process))
     return processes * per_process
 
@@ -65,8 +67,12 @@ def load_events(run_dir: str) -> EventAccumulator:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="+", help="run folder(s); several: stages of one training, in order "
-                        "(each resumed from a checkpoint of the previous)")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        help="run folder(s); several: stages of one training, in order "
+        "(each resumed from a checkpoint of the previous)",
+    )
     parser.add_argument("--metric", action="append", default=[], help="TensorBoard tag(s) to plot besides the reward")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

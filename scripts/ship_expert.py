@@ -26,7 +26,9 @@ def main() -> None:
     try:
         payload = load_checkpoint(args.source, override_hint="the first argument")
         if not is_self_describing(payload):
-            raise CheckpointError(f"{args.source!r} carries no model description: only files written by scripts/train.py can be shipped")
+            raise CheckpointError(
+                f"{args.source!r} carries no model description: only files written by scripts/train.py can be shipped"
+            )
     except CheckpointError as exc:
         sys.exit(f"error: {exc}")
     payload.pop("optimizer_state_dict", None)

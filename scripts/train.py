@@ -1,9 +1,9 @@
 """Train with rsl_rl's PPO (or PPOMoE) on a hydra config.
 
-    python scripts/train.py --config-name=train env=combo_go2Piper_locomotion
-    python scripts/train.py --config-name=train env=combo_go2Piper_reaching runner.max_iterations=300
-    python scripts/train.py ... resume=true ckpt_path=logs/<experiment>/<run>/model_100.pt
-    torchrun --standalone --nproc_per_node=2 scripts/train.py --config-name=train env=combo_go2Piper_locomotion
+python scripts/train.py --config-name=train env=combo_go2Piper_locomotion
+python scripts/train.py --config-name=train env=combo_go2Piper_reaching runner.max_iterations=300
+python scripts/train.py ... resume=true ckpt_path=logs/<experiment>/<run>/model_100.pt
+torchrun --standalone --nproc_per_node=2 scripts/train.py --config-name=train env=combo_go2Piper_locomotion
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import os
 import shutil
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
 from common import (
     claim_run_dir,
     env_config,
@@ -25,6 +22,8 @@ from common import (
     seed_everything,
     user_errors,
 )
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 from validation import validate_config
 
 
@@ -44,9 +43,13 @@ def main(cfg: DictConfig) -> None:
             if cfg.resume:
                 runner.load(cfg.ckpt_path)
                 if process.rank == 0:
-                    print(f"resumed from {cfg.ckpt_path}: continuing with iteration {runner.current_learning_iteration}")
+                    print(
+                        f"resumed from {cfg.ckpt_path}: continuing with iteration {runner.current_learning_iteration}"
+                    )
             if process.rank == 0:
-                print(f"run folder: {log_dir}" + (f" ({process.world_size} processes)" if process.is_distributed else ""))
+                print(
+                    f"run folder: {log_dir}" + (f" ({process.world_size} processes)" if process.is_distributed else "")
+                )
             runner.learn(cfg.runner.max_iterations, init_at_random_ep_len=True)
         finally:
             if hydra_dir != log_dir:  # another rank's private hydra folder

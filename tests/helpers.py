@@ -24,12 +24,20 @@ def env_cfg(overrides: list[str] | None = None, config_name: str = "train") -> d
     return OmegaConf.to_container(compose_cfg(config_name, overrides).env, resolve=True)
 
 
-SMALL = ["env.num_envs=16", "runner.num_steps_per_env=8", "runner.alg.num_mini_batches=2",
-         "runner.alg.num_learning_epochs=1"]
+SMALL = [
+    "env.num_envs=16",
+    "runner.num_steps_per_env=8",
+    "runner.alg.num_mini_batches=2",
+    "runner.alg.num_learning_epochs=1",
+]
 """Overrides for a training run of seconds (16 envs, 8 steps per env per iteration)."""
 
-QUIET = ["env.observations.add_noise=false", "env.domain_rand.enabled=false", "env.init_state.joint_pos_noise=0.0",
-         "env.init_state.base_vel_noise=0.0"]
+QUIET = [
+    "env.observations.add_noise=false",
+    "env.domain_rand.enabled=false",
+    "env.init_state.joint_pos_noise=0.0",
+    "env.init_state.base_vel_noise=0.0",
+]
 
 
 def make_env(num_envs: int = 8, overrides: list[str] | None = None, quiet: bool = False):
@@ -43,7 +51,10 @@ def run_script(script: str, args: list[str], timeout: int = 600) -> subprocess.C
     """Run ``scripts/<script>`` in a fresh interpreter from the repo root; returns the completed process."""
     return subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "scripts", script), *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

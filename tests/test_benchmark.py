@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from helpers import REPO_ROOT, make_env
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
@@ -23,9 +22,23 @@ def test_raw_batch_has_the_envs_randomised_parameters():
 
 def test_stepping_section_prints_one_row_per_size_and_thread_count():
     result = subprocess.run(
-        [sys.executable, "scripts/benchmark.py", "--num-envs", "8", "--steps", "5", "--repeats", "2",
-         "--sections", "stepping"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            "scripts/benchmark.py",
+            "--num-envs",
+            "8",
+            "--steps",
+            "5",
+            "--repeats",
+            "2",
+            "--sections",
+            "stepping",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("8 ")]
     assert rows, result.stdout

@@ -6,11 +6,11 @@ import warnings
 
 import pytest
 import torch
+from helpers import REPO_ROOT, SMALL, compose_cfg, run_script
 from tensordict import TensorDict
 
-from helpers import REPO_ROOT, SMALL, compose_cfg, run_script
 from rsl_rl_moe.checkpoint import load_checkpoint
-from rsl_rl_moe.modules.experts import ExpertTaskWarning, load_experts
+from rsl_rl_moe.modules.experts import ExpertSources, ExpertTaskWarning, load_experts
 from scripts.common import make_train_cfg
 from scripts.validation import RULES, ConfigError, validate_config
 
@@ -50,8 +50,11 @@ BAD = [  # (config, override, the key the message must name)
     ("train_moe_example", "runner.alg.moe_weight_regularization=-0.1", "runner.alg.moe_weight_regularization"),
     ("train_moe_example", "runner.gate_logging.windows=[1000,0]", "runner.gate_logging.windows"),
     ("train_moe_example", "runner.diagnostics.conflict_interval=-1", "runner.diagnostics.conflict_interval"),
-    ("train_moe_example", "runner.alg.actor_critic.actor.obs_moe.routing=top1",
-     "runner.alg.actor_critic.actor.obs_moe.routing"),
+    (
+        "train_moe_example",
+        "runner.alg.actor_critic.actor.obs_moe.routing=top1",
+        "runner.alg.actor_critic.actor.obs_moe.routing",
+    ),
 ]
 
 
@@ -75,7 +78,9 @@ def test_messages_state_the_range():
     assert message("device=gpu") == "device=gpu: must be cpu, cuda or cuda:N (N: a GPU index)"
     assert message("runner.progress=lines") == "runner.progress=lines: must be one of line, full"
     assert message("runner.alg.gamma=1.5") == "runner.alg.gamma=1.5: must be a number in [0, 1]"
-    assert message("runner.rollout_torch_threads=0") == "runner.rollout_torch_threads=0: must be an integer >= 1 or null"
+    assert (
+        message("runner.rollout_torch_threads=0") == "runner.rollout_torch_threads=0: must be an integer >= 1 or null"
+    )
 
 
 def test_every_bad_value_is_named_on_the_same_line():
@@ -91,9 +96,19 @@ def test_shipped_configs_pass(config_name):
     validate_config(compose_cfg(config_name))
 
 
-@pytest.mark.parametrize("override", ["runner.rollout_torch_threads=null", "env.sim_device=cuda:1", "device=cuda",
-                                      "play.duration_s=30", "runner.progress=full", "env.rewards.scales.base_drift=-50",
-                                      "evaluate.duration_s=0.4", "runner.alg.desired_kl=null"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "runner.rollout_torch_threads=null",
+        "env.sim_device=cuda:1",
+        "device=cuda",
+        "play.duration_s=30",
+        "runner.progress=full",
+        "env.rewards.scales.base_drift=-50",
+        "evaluate.duration_s=0.4",
+        "runner.alg.desired_kl=null",
+    ],
+)
 def test_good_overrides_pass(override):
     validate_config(compose_cfg("train", [override]))
 
@@ -116,15 +131,21 @@ def _has_key(cfg, key):
 
 def test_train_script_refuses_a_bad_override_in_one_line(tmp_path):
     """Before validation: ZeroDivisionError traceback after the first iteration (SMALL keeps that iteration short)."""
-    result = run_script("train.py", ["--config-name=train", "runner.save_interval=0", "runner.max_iterations=1", *SMALL,
-                                     f"hydra.run.dir={tmp_path}"], timeout=300)
+    result = run_script(
+        "train.py",
+        [
+            "--config-name=train",
+            "runner.save_interval=0",
+            "runner.max_iterations=1",
+            *SMALL,
+            f"hydra.run.dir={tmp_path}",
+        ],
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "runner.save_interval" in error_lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "run folder" not in result.stdout  # refused before any env is built
-
-
-EXPERT_ARGS = ("base_ckpt_path", "arm_ckpt_path", "expert_ckpt_paths", "legacy_architectures")
 
 
 def expert_obs(path: str) -> TensorDict:
@@ -137,8 +158,7 @@ def load_configured_experts(overrides):
     """The MoE actor's experts as ``train_moe_example`` + ``overrides`` configures them."""
     actor = make_train_cfg(compose_cfg("train_moe_example", overrides))["actor"]
     obs = expert_obs(os.path.join(REPO_ROOT, "resources", "checkpoints", "base_expert.pt"))
-    return load_experts(obs, None, *(actor[k] for k in EXPERT_ARGS), "runner.alg.actor_critic",
-                        expert_tasks=actor["expert_tasks"])
+    return load_experts(ExpertSources.from_dict(actor["expert_sources"]), obs, None)
 
 
 def test_expert_file_of_another_task_warns_naming_both(monkeypatch):
@@ -151,10 +171,36 @@ def test_expert_file_of_another_task_warns_naming_both(monkeypatch):
     assert "runner.alg.actor_critic.expert_tasks.arm" in warning
 
 
+def test_the_app_loads_the_configured_experts_by_name(monkeypatch):
+    """``scripts/common.py: load_configured_experts`` (compare_moe's fixed blends): all configured experts in gate
+    order, or the named ones in the order asked; a name not configured is refused naming its override."""
+    from types import SimpleNamespace
+
+    from scripts.common import load_configured_experts as load_from_app
+
+    monkeypatch.chdir(REPO_ROOT)
+    cfg = compose_cfg("train_moe_example",
+                      ["+runner.alg.actor_critic.expert_ckpt_paths.spare=resources/checkpoints/base_expert.pt",
+                       "+runner.alg.actor_critic.expert_tasks.spare=null"])  # fmt: skip
+    obs = expert_obs(os.path.join(REPO_ROOT, "resources", "checkpoints", "base_expert.pt"))
+    env = SimpleNamespace(get_observations=lambda: obs, num_actions=18)
+    assert [e.name for e in load_from_app(cfg, env)] == ["base", "arm", "spare"]
+    assert [e.name for e in load_from_app(cfg, env, ("arm", "base"))] == ["arm", "base"]
+    with pytest.raises(
+        ValueError,
+        match=r"experts \['go2'\] are not configured: set `runner.alg.actor_critic.expert_ckpt_paths.go2=\.\.\.`",
+    ):
+        load_from_app(cfg, env, ("base", "go2"))
+
+
 def test_shipped_experts_in_their_roles_do_not_warn(monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExpertTaskWarning)
         load_configured_experts([])
-        load_configured_experts(["runner.alg.actor_critic.arm_ckpt_path=resources/checkpoints/base_expert.pt",
-                                 "runner.alg.actor_critic.expert_tasks.arm=null"])
+        load_configured_experts(
+            [
+                "runner.alg.actor_critic.arm_ckpt_path=resources/checkpoints/base_expert.pt",
+                "runner.alg.actor_critic.expert_tasks.arm=null",
+            ]
+        )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import SMALL, compose_cfg, read_events
 
 STAGES = [
-    {"start_iteration": 1, "name": "sharpen", "env": {"rewards": {"tracking_sigma": 0.1, "scales": {"termination": -100.0}}},
-     "algorithm": {"entropy_coef": 0.001}},
-    {"start_iteration": 2, "env": {"tasks": {"locomotion": {"resampling_time_s": 5.0}}},
-     "algorithm": {"learning_rate": 1.0e-4}},
+    {
+        "start_iteration": 1,
+        "name": "sharpen",
+        "env": {"rewards": {"tracking_sigma": 0.1, "scales": {"termination": -100.0}}},
+        "algorithm": {"entropy_coef": 0.001},
+    },
+    {
+        "start_iteration": 2,
+        "env": {"tasks": {"locomotion": {"resampling_time_s": 5.0}}},
+        "algorithm": {"learning_rate": 1.0e-4},
+    },
 ]
 
 
@@ -49,23 +55,36 @@ def test_a_resumed_run_re_applies_the_stages_up_to_its_iteration(tmp_path):
     assert resumed.alg.entropy_coef == 0.001 and resumed.alg.learning_rate == 1.0e-4
 
 
-@pytest.mark.parametrize("stages, message", [
-    ([{"start_iteration": 2, "algorithm": {"entropy_coef": 0.0}}, {"start_iteration": 2, "algorithm": {"gamma": 0.9}}],
-     r"curriculum\[1\].start_iteration=2: must be an integer > 2"),
-    ([{"start_iteration": 1}], r"curriculum\[0\]: the stage changes nothing"),
-    ([{"start_iteration": 1, "envs": {}}], r"curriculum\[0\]: unknown keys \['envs'\]"),
-])
+@pytest.mark.parametrize(
+    "stages, message",
+    [
+        (
+            [
+                {"start_iteration": 2, "algorithm": {"entropy_coef": 0.0}},
+                {"start_iteration": 2, "algorithm": {"gamma": 0.9}},
+            ],
+            r"curriculum\[1\].start_iteration=2: must be an integer > 2",
+        ),
+        ([{"start_iteration": 1}], r"curriculum\[0\]: the stage changes nothing"),
+        ([{"start_iteration": 1, "envs": {}}], r"curriculum\[0\]: unknown keys \['envs'\]"),
+    ],
+)
 def test_malformed_stages_are_refused_naming_the_stage(tmp_path, stages, message):
     with pytest.raises(ValueError, match=message):
         make(tmp_path, "a", stages)
 
 
-@pytest.mark.parametrize("stage, message", [
-    ({"start_iteration": 0, "env": {"rewards": {"scales": {"tracking_lin_vell": 1.0}}}},
-     r"env.rewards.scales.tracking_lin_vell: no such setting"),
-    ({"start_iteration": 0, "env": {"num_envs": 8}}, r"env settings \['num_envs'\] cannot change during training"),
-    ({"start_iteration": 0, "algorithm": {"entropy": 0.1}}, r"algorithm.entropy=0.1: PPO has no numeric setting"),
-])
+@pytest.mark.parametrize(
+    "stage, message",
+    [
+        (
+            {"start_iteration": 0, "env": {"rewards": {"scales": {"tracking_lin_vell": 1.0}}}},
+            r"env.rewards.scales.tracking_lin_vell: no such setting",
+        ),
+        ({"start_iteration": 0, "env": {"num_envs": 8}}, r"env settings \['num_envs'\] cannot change during training"),
+        ({"start_iteration": 0, "algorithm": {"entropy": 0.1}}, r"algorithm.entropy=0.1: PPO has no numeric setting"),
+    ],
+)
 def test_stages_that_change_what_cannot_change_are_refused_naming_it(tmp_path, stage, message):
     runner = make(tmp_path, "a", [stage])
     with pytest.raises(ValueError, match=message):

@@ -13,7 +13,6 @@ import tempfile
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from helpers import REPO_ROOT, SMALL, compose_cfg
 
 WORLD_SIZE = 2
@@ -27,8 +26,14 @@ def free_port() -> int:
 
 def as_rank(rank: int, port: int) -> None:
     """The environment torchrun gives a worker."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD_SIZE))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(WORLD_SIZE),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD_SIZE),
+    )
 
 
 def train_two_iterations(rank: int, port: int, config_name: str, overrides: list[str], out_dir: str) -> None:
@@ -85,8 +90,13 @@ def test_ranks_hold_identical_parameters_and_normalisers_and_step_their_own_envs
 
 
 def test_gate_statistics_and_diagnostics_count_every_rank_and_agree(tmp_path):
-    overrides = ["env.num_envs=8", "runner.num_steps_per_env=4", "runner.diagnostics.conflict_interval=1",
-                 "runner.diagnostics.monitor_norm_freq=1", "runner.diagnostics.image_interval=0"]
+    overrides = [
+        "env.num_envs=8",
+        "runner.num_steps_per_env=4",
+        "runner.diagnostics.conflict_interval=1",
+        "runner.diagnostics.monitor_norm_freq=1",
+        "runner.diagnostics.image_interval=0",
+    ]
     states = run_workers(train_two_iterations, "train_moe_example", overrides)
     assert_same_tensors(states[0]["actor"], states[1]["actor"])
     assert states[0]["counts"] == states[1]["counts"]
@@ -124,8 +134,12 @@ def batch_gradient(runner, rows: slice) -> list:
     runner.alg.optimizer.zero_grad()
     loss = runner.alg.actor(batch).square().mean() + runner.alg.critic(batch).square().mean()
     loss.backward()
-    return [(f"{part}.{n}", p) for part, m in (("actor", runner.alg.actor), ("critic", runner.alg.critic))
-            for n, p in m.named_parameters() if p.grad is not None]
+    return [
+        (f"{part}.{n}", p)
+        for part, m in (("actor", runner.alg.actor), ("critic", runner.alg.critic))
+        for n, p in m.named_parameters()
+        if p.grad is not None
+    ]
 
 
 def test_the_ranks_gradient_average_equals_one_process_over_the_union_of_their_batches():
@@ -146,9 +160,19 @@ def test_the_ranks_gradient_average_equals_one_process_over_the_union_of_their_b
 def test_torchrun_trains_into_one_run_folder_written_by_rank_zero_and_resumes():
     experiment = f"pytest_torchrun_{os.getpid()}"
     logs = os.path.join(REPO_ROOT, "logs", experiment)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD_SIZE}",
-                os.path.join(REPO_ROOT, "scripts", "train.py"), "--config-name=train", "env=combo_go2Piper_locomotion",
-                *SMALL, "runner.max_iterations=2", f"experiment_name={experiment}"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD_SIZE}",
+        os.path.join(REPO_ROOT, "scripts", "train.py"),
+        "--config-name=train",
+        "env=combo_go2Piper_locomotion",
+        *SMALL,
+        "runner.max_iterations=2",
+        f"experiment_name={experiment}",
+    ]
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "go2_piper_moe_rank*")))
     try:
         result = subprocess.run(torchrun, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
@@ -160,9 +184,19 @@ def test_torchrun_trains_into_one_run_folder_written_by_rank_zero_and_resumes():
         assert result.stdout.count("it     2/2") == 1  # one progress line per iteration: rank 0's
         assert set(glob.glob(os.path.join(tempfile.gettempdir(), "go2_piper_moe_rank*"))) == before
 
-        resumed = subprocess.run([*torchrun[:-2], "runner.max_iterations=1", f"experiment_name={experiment}",
-                                  "resume=true", f"ckpt_path={os.path.join(logs, run, 'model_1.pt')}"],
-                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(
+            [
+                *torchrun[:-2],
+                "runner.max_iterations=1",
+                f"experiment_name={experiment}",
+                "resume=true",
+                f"ckpt_path={os.path.join(logs, run, 'model_1.pt')}",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert resumed.stdout.count("continuing with iteration 2") == 1 and "it     3/3" in resumed.stdout
         assert len(os.listdir(logs)) == 2

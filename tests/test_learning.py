@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 
 import pytest
-
 from helpers import read_events, run_script
 
 pytestmark = pytest.mark.slow
@@ -28,9 +27,17 @@ def head_and_tail(values: list[float], k: int = 5) -> tuple[float, float]:
 def gate_run(tmp_path_factory):
     """The main job (gate over the shipped experts), 128 envs, 5 s episodes, 30 iterations = 720 steps per env."""
     run_dir = str(tmp_path_factory.mktemp("gate"))
-    result = run_script("train.py", ["--config-name=train_moe_example", "env.num_envs=128", "env.episode_length_s=5",
-                                     "runner.max_iterations=30", "runner.diagnostics.enabled=false",
-                                     f"hydra.run.dir={run_dir}"])
+    result = run_script(
+        "train.py",
+        [
+            "--config-name=train_moe_example",
+            "env.num_envs=128",
+            "env.episode_length_s=5",
+            "runner.max_iterations=30",
+            "runner.diagnostics.enabled=false",
+            f"hydra.run.dir={run_dir}",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return read_events(run_dir)
 
@@ -57,8 +64,17 @@ def test_the_gate_routes_each_task_to_its_expert(gate_run):
 def locomotion_run(tmp_path_factory):
     """PPO from scratch on locomotion, 128 envs, 4 s episodes, 40 iterations = 960 steps per env."""
     run_dir = str(tmp_path_factory.mktemp("locomotion"))
-    result = run_script("train.py", ["--config-name=train", "env=combo_go2Piper_locomotion", "env.num_envs=128",
-                                     "env.episode_length_s=4", "runner.max_iterations=40", f"hydra.run.dir={run_dir}"])
+    result = run_script(
+        "train.py",
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_locomotion",
+            "env.num_envs=128",
+            "env.episode_length_s=4",
+            "runner.max_iterations=40",
+            f"hydra.run.dir={run_dir}",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return read_events(run_dir)
 

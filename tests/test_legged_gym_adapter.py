@@ -15,9 +15,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import read_events
 from moe.moe_helpers import save_expert
 
-from helpers import read_events
 from rsl_rl_moe.adapters import LeggedGymVecEnv
 from rsl_rl_moe.checkpoint import load_checkpoint
 from rsl_rl_moe.runners import MoERunner, Runner
@@ -148,7 +148,9 @@ class PointMassEnv:
         self.reset_buf[env_ids] = 1
         self.extras["episode"] = {}
         for name in self.episode_sums:
-            self.extras["episode"]["rew_" + name] = torch.mean(self.episode_sums[name][env_ids]) / self.max_episode_length_s
+            self.extras["episode"]["rew_" + name] = (
+                torch.mean(self.episode_sums[name][env_ids]) / self.max_episode_length_s
+            )
             self.episode_sums[name][env_ids] = 0.0
         if self.cfg.env.send_timeouts:
             self.extras["time_outs"] = self.time_out_buf
@@ -186,10 +188,21 @@ def ppo_cfg(num_steps_per_env: int = 8, learning_rate: float = 1e-3) -> dict:
         "num_steps_per_env": num_steps_per_env,
         "save_interval": 100,
         "obs_groups": {"actor": ["policy"], "critic": ["critic"]},
-        "algorithm": {"class_name": "PPO", "num_learning_epochs": 4, "num_mini_batches": 2, "learning_rate": learning_rate,
-                      "schedule": "adaptive", "desired_kl": 0.01, "entropy_coef": 0.0, "gamma": 0.95},  # fmt: skip
-        "actor": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [32, 32],
-                  "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"}},  # fmt: skip
+        "algorithm": {
+            "class_name": "PPO",
+            "num_learning_epochs": 4,
+            "num_mini_batches": 2,
+            "learning_rate": learning_rate,
+            "schedule": "adaptive",
+            "desired_kl": 0.01,
+            "entropy_coef": 0.0,
+            "gamma": 0.95,
+        },  # fmt: skip
+        "actor": {
+            "class_name": "rsl_rl.models:MLPModel",
+            "hidden_dims": [32, 32],
+            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"},
+        },  # fmt: skip
         "critic": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [32, 32]},
     }
 
@@ -286,10 +299,17 @@ def test_moe_runner_trains_on_the_adapted_env(tmp_path):
         "num_steps_per_env": 8,
         "save_interval": 100,
         "obs_groups": {"actor": ["policy"], "critic": ["policy", "critic"]},
-        "algorithm": {"class_name": "rsl_rl_moe.algorithms:PPOMoE", "num_learning_epochs": 1, "num_mini_batches": 2,
-                      "learning_rate": 1e-3},  # fmt: skip
-        "actor": {"class_name": "rsl_rl_moe.modules:ActorCriticMoE", "base_ckpt_path": experts["base"],
-                  "arm_ckpt_path": experts["arm"], "obs_moe": {"hidden_dims": [16]}},  # fmt: skip
+        "algorithm": {
+            "class_name": "rsl_rl_moe.algorithms:PPOMoE",
+            "num_learning_epochs": 1,
+            "num_mini_batches": 2,
+            "learning_rate": 1e-3,
+        },  # fmt: skip
+        "actor": {
+            "class_name": "rsl_rl_moe.modules:MoEActor",
+            "expert_sources": {"experts": experts},
+            "obs_moe": {"hidden_dims": [16]},
+        },  # fmt: skip
         "critic": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [16]},
     }
     run_dir = tmp_path / "run"

@@ -11,17 +11,19 @@ import re
 import shutil
 
 import pytest
-import torch
-
 from helpers import REPO_ROOT, make_env, run_script
+
 from legged_gym.utils.evaluation import locomotion_metrics, reaching_metrics
-from legged_gym.utils.rollout import RolloutRecord
+from legged_gym.utils.rollout import num_policy_steps, record_rollout
 from rsl_rl_moe.checkpoint import is_self_describing, load_checkpoint
 from rsl_rl_moe.modules.experts import load_expert
 
 CHECKPOINTS = os.path.join(REPO_ROOT, "resources", "checkpoints")
-LOCO_REACH_ONLY = ["env.tasks.probabilities.locomotion=0.0", "env.tasks.probabilities.reaching=0.0",
-                   "env.tasks.locomotion.resampling_time_s=3.0"]
+LOCO_REACH_ONLY = [
+    "env.tasks.probabilities.locomotion=0.0",
+    "env.tasks.probabilities.reaching=0.0",
+    "env.tasks.locomotion.resampling_time_s=3.0",
+]
 
 
 def run_expert(name: str, env_name: str, seconds: float, overrides=(), partner: tuple[str, str] | None = None):
@@ -30,16 +32,11 @@ def run_expert(name: str, env_name: str, seconds: float, overrides=(), partner: 
     path = os.path.join(CHECKPOINTS, f"{name}.pt")
     expert = load_expert(name, path, env.get_observations(), env.num_actions, "test")
     if partner is not None:
-        other = load_expert(partner[0], os.path.join(CHECKPOINTS, f"{partner[0]}.pt"), env.get_observations(),
-                            env.num_actions, "test")
+        other = load_expert(
+            partner[0], os.path.join(CHECKPOINTS, f"{partner[0]}.pt"), env.get_observations(), env.num_actions, "test"
+        )
         env.set_partner(other.actor, partner[1], ["loco_reach"])
-    record = RolloutRecord(dt=env.dt)
-    obs = env.get_observations()
-    for _ in range(int(seconds / env.dt)):
-        with torch.inference_mode():
-            obs, _, dones, extras = env.step(expert.actor(obs))
-        record.add(env, dones, extras["time_outs"])
-    return record.stack(), env
+    return record_rollout(env, expert.actor, num_policy_steps(seconds, env.dt)), env
 
 
 @pytest.mark.parametrize("name", ["base_expert", "arm_expert"])
@@ -47,7 +44,9 @@ def test_shipped_checkpoint_is_self_describing_and_small(name):
     path = os.path.join(CHECKPOINTS, f"{name}.pt")
     payload = load_checkpoint(path)
     assert is_self_describing(payload) and "optimizer_state_dict" not in payload
-    assert payload["infos"]["model"]["num_actions"] == 18 and payload["infos"]["model"]["obs_group_dims"]["policy"] == 69
+    assert (
+        payload["infos"]["model"]["num_actions"] == 18 and payload["infos"]["model"]["obs_group_dims"]["policy"] == 69
+    )
     assert os.path.getsize(path) < 2 * 1024**2
 
 
@@ -59,19 +58,25 @@ def test_arm_expert_reaches_sampled_targets():
 
 
 def test_base_expert_walks_and_tracks_commands():
-    arrays, env = run_expert("base_expert", "combo_go2Piper_locomotion", 6.0,
-                             ["env.tasks.locomotion.resampling_time_s=3.0"])
+    arrays, env = run_expert(
+        "base_expert", "combo_go2Piper_locomotion", 6.0, ["env.tasks.locomotion.resampling_time_s=3.0"]
+    )
     m = locomotion_metrics(arrays, env.dt, env.reward_cfg["base_height_target"])
     assert m["falls"] <= 1  # the full evaluation sees 6 falls in 64 envs x 20 s (resources/checkpoints/README.md)
     assert m["lin_vel_rms_steady_mps"] < 0.2 and m["yaw_rate_rms_steady_radps"] < 0.25
     assert m["airborne_share_min"] > 0.2 and m["stance_slip_mps"] < 0.15 and m["trunk_height_error_cm"] < 5.0
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped experts were trained apart: 60 falls in 8 envs x 6 s; composable "
-                   "experts (env.partner recipes, resources/checkpoints/README.md) are not shipped yet (issue 12)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped experts were trained apart: 60 falls in 8 envs x 6 s; composable "
+    "experts (env.partner recipes, resources/checkpoints/README.md) are not shipped yet (issue 12)",
+)
 def test_legs_from_base_and_arm_from_arm_walk_and_reach_together():
     """The per-limb composition on loco_reach: the base expert's legs walk under the arm expert's reaching arm."""
-    arrays, env = run_expert("base_expert", "combo_go2Piper_loco_reach", 6.0, LOCO_REACH_ONLY, partner=("arm_expert", "arm"))
+    arrays, env = run_expert(
+        "base_expert", "combo_go2Piper_loco_reach", 6.0, LOCO_REACH_ONLY, partner=("arm_expert", "arm")
+    )
     walking = locomotion_metrics(arrays, env.dt, env.reward_cfg["base_height_target"])
     reaching = reaching_metrics(arrays, env.dt)
     assert walking["falls"] == 0 and walking["lin_vel_rms_steady_mps"] < 0.25
@@ -83,9 +88,19 @@ def test_evaluate_script_names_tasks_and_partner_in_its_results(tmp_path):
     path = os.path.join(tmp_path, "base_expert.pt")
     shutil.copy(os.path.join(CHECKPOINTS, "base_expert.pt"), path)
     arm = os.path.join(CHECKPOINTS, "arm_expert.pt")
-    result = run_script("evaluate.py", ["--config-name=train", "env=combo_go2Piper_loco_reach", f"ckpt_path={path}",
-                                        "evaluate.tasks=[loco_reach]", f"env.partner.ckpt_path={arm}",
-                                        "evaluate.num_envs=2", "evaluate.duration_s=1.5", "evaluate.sequence_file=null"])
+    result = run_script(
+        "evaluate.py",
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_loco_reach",
+            f"ckpt_path={path}",
+            "evaluate.tasks=[loco_reach]",
+            f"env.partner.ckpt_path={arm}",
+            "evaluate.num_envs=2",
+            "evaluate.duration_s=1.5",
+            "evaluate.sequence_file=null",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.load(open(os.path.join(tmp_path, "eval", "combo_go2Piper_loco_reach_loco_reach_partner_arm.json")))
     assert saved["partner"]["ckpt_path"] == arm and saved["evaluate"]["tasks"] == ["loco_reach"]
@@ -96,8 +111,16 @@ def test_evaluate_script_runs_on_a_shipped_expert_file(tmp_path):
     """Shipped files carry no optimizer state: evaluate.py (and play.py, via the same Runner.load) must load them."""
     path = os.path.join(tmp_path, "base_expert.pt")
     shutil.copy(os.path.join(CHECKPOINTS, "base_expert.pt"), path)
-    result = run_script("evaluate.py", ["--config-name=train", "env=combo_go2Piper_locomotion", f"ckpt_path={path}",
-                                        "evaluate.num_envs=2", "evaluate.duration_s=0.5"])
+    result = run_script(
+        "evaluate.py",
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_locomotion",
+            f"ckpt_path={path}",
+            "evaluate.num_envs=2",
+            "evaluate.duration_s=0.5",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.load(open(os.path.join(tmp_path, "eval", "combo_go2Piper_locomotion.json")))["results"]["locomotion"]
     assert metrics["falls"] == 0

@@ -5,16 +5,25 @@ import os
 
 import pytest
 import torch
-
 from helpers import SMALL, read_events, run_script
+
 from rsl_rl_moe.checkpoint import is_self_describing
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run"))
-    result = run_script("train.py", ["--config-name=train", "env=combo_go2Piper_locomotion", "runner.max_iterations=2",
-                                     *SMALL, "env.episode_length_s=0.1", f"hydra.run.dir={run_dir}"])
+    result = run_script(
+        "train.py",
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_locomotion",
+            "runner.max_iterations=2",
+            *SMALL,
+            "env.episode_length_s=0.1",
+            f"hydra.run.dir={run_dir}",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result.stdout
 
@@ -37,8 +46,17 @@ def test_training_writes_checkpoint_config_and_tensorboard(trained_run):
 
 def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):
     run_dir, _ = trained_run
-    result = run_script("train.py", ["--config-name=train", "runner.max_iterations=1", *SMALL, "resume=true",
-                                     f"ckpt_path={run_dir}/model_1.pt", f"hydra.run.dir={tmp_path}"])
+    result = run_script(
+        "train.py",
+        [
+            "--config-name=train",
+            "runner.max_iterations=1",
+            *SMALL,
+            "resume=true",
+            f"ckpt_path={run_dir}/model_1.pt",
+            f"hydra.run.dir={tmp_path}",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout and "it     3/3" in result.stdout  # model_1 finished iteration 1
     assert os.path.isfile(tmp_path / "model_2.pt")
@@ -57,8 +75,16 @@ def test_expert_curves_evaluate_the_checkpoints_against_the_targets(trained_run)
 
 def test_play_reports_metrics_plots_and_exports(trained_run):
     run_dir, _ = trained_run
-    result = run_script("play.py", ["--config-name=train", "env=combo_go2Piper_locomotion",
-                                    f"ckpt_path={run_dir}/model_1.pt", "play.num_envs=2", "play.duration_s=1"])
+    result = run_script(
+        "play.py",
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_locomotion",
+            f"ckpt_path={run_dir}/model_1.pt",
+            "play.num_envs=2",
+            "play.duration_s=1",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.load(open(os.path.join(run_dir, "play", "metrics.json")))
     assert metrics["locomotion"]["env_steps"] == 2 * 50
@@ -86,8 +112,9 @@ def test_play_names_the_settings_a_checkpoint_was_trained_with_and_plays_it_with
     assert "actor.hidden_dims: [256, 128, 64] in the checkpoint, [32] here" in result.stderr
     hint = f"--config-path={run_dir} --config-name=config"
     assert hint in result.stderr
-    result = run_script("play.py", [*hint.split(), f"ckpt_path={run_dir}/model_1.pt", "play.num_envs=1",
-                                    "play.duration_s=0.2"])
+    result = run_script(
+        "play.py", [*hint.split(), f"ckpt_path={run_dir}/model_1.pt", "play.num_envs=1", "play.duration_s=0.2"]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -105,12 +132,20 @@ def test_play_checkpoint_errors(args, message):
 
 
 def test_train_errors_are_one_clear_line(tmp_path):
-    bad_file = run_script("train.py", ["--config-name=train", "env=combo_go2Piper_reaching", "env.num_envs=2",
-                                       "env.tasks.reaching.sequence_sampler.file_path=data/missing.pkl",
-                                       f"hydra.run.dir={tmp_path}/a"])
+    bad_file = run_script(
+        "train.py",
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_reaching",
+            "env.num_envs=2",
+            "env.tasks.reaching.sequence_sampler.file_path=data/missing.pkl",
+            f"hydra.run.dir={tmp_path}/a",
+        ],
+    )
     assert bad_file.returncode == 2 and "data/missing.pkl" in bad_file.stderr and "not found" in bad_file.stderr
-    gpu_sim = run_script("train.py", ["--config-name=train", "env.num_envs=2", "env.sim_device=cuda:0",
-                                      f"hydra.run.dir={tmp_path}/b"])
+    gpu_sim = run_script(
+        "train.py", ["--config-name=train", "env.num_envs=2", "env.sim_device=cuda:0", f"hydra.run.dir={tmp_path}/b"]
+    )
     assert gpu_sim.returncode == 2 and "no GPU physics backend" in gpu_sim.stderr
     typo = run_script("train.py", ["--config-name=train", "env.num_envz=2", f"hydra.run.dir={tmp_path}/c"])
     assert typo.returncode != 0 and "num_envz" in typo.stderr

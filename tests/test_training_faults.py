@@ -16,8 +16,8 @@ import time
 
 import pytest
 import torch
-
 from helpers import REPO_ROOT, SMALL, read_events, run_script
+
 from rsl_rl_moe.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 TRAIN = ["--config-name=train", "env=combo_go2Piper_locomotion", *SMALL, "env.episode_length_s=0.5"]
@@ -34,8 +34,16 @@ def assert_finite_checkpoint(path: str) -> None:
 
 
 def test_a_non_finite_loss_stops_training_in_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
-    result = run_script("train.py", [*TRAIN, "env.class_name=tests.faulty_envs:RewardBlowsUp",
-                                     "runner.max_iterations=20", "runner.save_interval=2", f"hydra.run.dir={tmp_path}"])
+    result = run_script(
+        "train.py",
+        [
+            *TRAIN,
+            "env.class_name=tests.faulty_envs:RewardBlowsUp",
+            "runner.max_iterations=20",
+            "runner.save_interval=2",
+            f"hydra.run.dir={tmp_path}",
+        ],
+    )
     assert result.returncode == 3, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -50,9 +58,18 @@ def test_a_non_finite_loss_stops_training_in_one_line_and_keeps_the_last_good_ch
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_saves_the_last_finished_iteration(tmp_path, signum, code):
     process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO_ROOT, "scripts", "train.py"), *TRAIN, "runner.max_iterations=1000",
-         "runner.save_interval=1000", f"hydra.run.dir={tmp_path}"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            os.path.join(REPO_ROOT, "scripts", "train.py"),
+            *TRAIN,
+            "runner.max_iterations=1000",
+            "runner.save_interval=1000",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in process.stdout:  # wait for the third finished iteration
         if line.startswith("it     3/"):
@@ -69,8 +86,16 @@ def test_a_stop_signal_saves_the_last_finished_iteration(tmp_path, signum, code)
 
 
 def test_an_exception_in_a_rollout_saves_the_last_finished_iteration(tmp_path):
-    result = run_script("train.py", [*TRAIN, "env.class_name=tests.faulty_envs:RaisesMidRun",
-                                     "runner.max_iterations=20", "runner.save_interval=100", f"hydra.run.dir={tmp_path}"])
+    result = run_script(
+        "train.py",
+        [
+            *TRAIN,
+            "env.class_name=tests.faulty_envs:RaisesMidRun",
+            "runner.max_iterations=20",
+            "runner.save_interval=100",
+            f"hydra.run.dir={tmp_path}",
+        ],
+    )
     assert result.returncode == 1 and "a bug in the env's step" in result.stderr
     assert "training ended early (RuntimeError: a bug in the env's step): saved" in result.stderr
     assert sorted(checkpoints(tmp_path)) == [0, 3]  # step 40 is in iteration 4: iterations 0..3 finished
@@ -80,8 +105,16 @@ def test_an_exception_in_a_rollout_saves_the_last_finished_iteration(tmp_path):
 def test_resume_continues_after_the_saved_iteration(tmp_path):
     first = run_script("train.py", [*TRAIN, "runner.max_iterations=3", f"hydra.run.dir={tmp_path}/a"])
     assert first.returncode == 0, first.stderr[-3000:]
-    resumed = run_script("train.py", [*TRAIN, "runner.max_iterations=2", "resume=true",
-                                      f"ckpt_path={tmp_path}/a/model_2.pt", f"hydra.run.dir={tmp_path}/b"])
+    resumed = run_script(
+        "train.py",
+        [
+            *TRAIN,
+            "runner.max_iterations=2",
+            "resume=true",
+            f"ckpt_path={tmp_path}/a/model_2.pt",
+            f"hydra.run.dir={tmp_path}/b",
+        ],
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "continuing with iteration 3" in resumed.stdout and "it     5/5" in resumed.stdout
     assert sorted(checkpoints(tmp_path / "b")) == [4]
@@ -90,8 +123,9 @@ def test_resume_continues_after_the_saved_iteration(tmp_path):
 
 
 def test_a_killed_save_leaves_no_temp_file_behind(tmp_path):
-    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout.strip()
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     from rsl_rl_moe.checkpoint import _HOST
 
     stale = tmp_path / f".tmp_{_HOST}_{dead_pid}_abc.pt"
@@ -130,11 +164,18 @@ def test_concurrent_launches_get_their_own_run_folders():
     """Two runs of the same command started at the same time never share a folder (the default run folder)."""
     experiment = f"pytest_concurrent_{os.getpid()}"
     logs = os.path.join(REPO_ROOT, "logs", experiment)
-    command = [sys.executable, os.path.join(REPO_ROOT, "scripts", "train.py"), *TRAIN, "runner.max_iterations=1",
-               f"experiment_name={experiment}"]
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "scripts", "train.py"),
+        *TRAIN,
+        "runner.max_iterations=1",
+        f"experiment_name={experiment}",
+    ]
     try:
-        processes = [subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                     for _ in range(2)]
+        processes = [
+            subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outputs = [p.communicate(timeout=300) for p in processes]
         assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
         folders = sorted(os.listdir(logs))
@@ -163,18 +204,37 @@ def expert_with_a_nan_bias(tmp_path) -> str:
 
 def test_an_expert_with_a_nan_weight_is_refused_naming_the_expert_and_the_tensor(tmp_path):
     path = expert_with_a_nan_bias(tmp_path)
-    result = run_script("train.py", ["--config-name=train_moe_example", "env.num_envs=2",
-                                     f"runner.alg.actor_critic.base_ckpt_path={path}", f"hydra.run.dir={tmp_path}/run"])
+    result = run_script(
+        "train.py",
+        [
+            "--config-name=train_moe_example",
+            "env.num_envs=2",
+            f"runner.alg.actor_critic.base_ckpt_path={path}",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert "expert 'base'" in result.stderr and "actor['mlp.6.bias'] (1 of 18 values non-finite, e.g. nan)" in result.stderr
+    assert (
+        "expert 'base'" in result.stderr
+        and "actor['mlp.6.bias'] (1 of 18 values non-finite, e.g. nan)" in result.stderr
+    )
     assert not checkpoints(tmp_path / "run")
 
 
 @pytest.mark.parametrize("script", ["play.py", "evaluate.py"])
 def test_a_policy_with_a_nan_weight_is_not_played_evaluated_or_exported(tmp_path, script):
     path = expert_with_a_nan_bias(tmp_path)
-    result = run_script(script, ["--config-name=train", "env=combo_go2Piper_locomotion", f"ckpt_path={path}",
-                                 "play.num_envs=1", "evaluate.num_envs=1", f"hydra.run.dir={tmp_path}/run"])
+    result = run_script(
+        script,
+        [
+            "--config-name=train",
+            "env=combo_go2Piper_locomotion",
+            f"ckpt_path={path}",
+            "play.num_envs=1",
+            "evaluate.num_envs=1",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "non-finite weights: actor_state_dict['mlp.6.bias']" in result.stderr
     assert not os.path.exists(tmp_path / "exported")

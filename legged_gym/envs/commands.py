@@ -21,6 +21,12 @@ from legged_gym.utils.sequence_sampler import TargetSequenceSampler
 TASK_NAMES = ("locomotion", "reaching", "loco_reach")
 MOVES_BASE = torch.tensor([True, False, True])
 MOVES_ARM = torch.tensor([False, True, True])
+LOCOMOTION, REACHING, LOCO_REACH = TASK_NAMES
+"""The task names one by one (also the names of their ``env.tasks.<task>`` config sections)."""
+TASKS_MOVING_BASE = tuple(name for name, moves in zip(TASK_NAMES, MOVES_BASE.tolist()) if moves)
+"""Tasks whose episodes command base velocities (:data:`MOVES_BASE`): locomotion, loco_reach."""
+TASKS_MOVING_ARM = tuple(name for name, moves in zip(TASK_NAMES, MOVES_ARM.tolist()) if moves)
+"""Tasks whose episodes command end-effector targets (:data:`MOVES_ARM`): reaching, loco_reach."""
 
 
 class TaskCommands:
@@ -159,4 +165,3 @@ class TaskCommands:
             arm = MOVES_ARM[self.task_ids].nonzero().flatten()
             self.sequences.advance(arm)
             self._apply_sequence(arm)
-

@@ -100,8 +100,10 @@ class LeggedRobot(VecEnv):
     joint_vel = ReadOnlyView()
     foot_vel_w = ReadOnlyView()
     _trunk_touch = ReadOnlyView()
-    commands = ReadOnlyView("kept once: the env reads its buffers through views; assign its attributes instead "
-                            "(env.commands.velocity = ..., written in place)")
+    commands = ReadOnlyView(
+        "kept once: the env reads its buffers through views; assign its attributes instead "
+        "(env.commands.velocity = ..., written in place)"
+    )
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -179,8 +181,11 @@ class LeggedRobot(VecEnv):
     def _build_reward_terms(self) -> None:
         """The weighted reward terms of ``cfg["rewards"]["scales"]`` (non-zero ones, per policy step) and their
         episode sums (rows of terms that stay keep their sums)."""
-        scales = {name: float(scale) * self.dt for name, scale in self.cfg["rewards"]["scales"].items()
-                  if scale != 0.0 and self._check_reward_name(name)}
+        scales = {
+            name: float(scale) * self.dt
+            for name, scale in self.cfg["rewards"]["scales"].items()
+            if scale != 0.0 and self._check_reward_name(name)
+        }
         # the termination term, if weighted, comes last: it is added after the only-positive clip
         names = sorted(scales, key=lambda name: name == "termination")
         sums = torch.zeros(len(names), self.num_envs)
@@ -203,7 +208,9 @@ class LeggedRobot(VecEnv):
         """
         unknown = set(overrides) - set(UPDATABLE_CFG)
         if unknown:
-            raise ValueError(f"env settings {sorted(unknown)} cannot change during training (only {list(UPDATABLE_CFG)})")
+            raise ValueError(
+                f"env settings {sorted(unknown)} cannot change during training (only {list(UPDATABLE_CFG)})"
+            )
         for section, values in overrides.items():
             merge_known(self.cfg[section], values, f"env.{section}")
         self.reward_cfg = self.cfg["rewards"]
@@ -275,15 +282,17 @@ class LeggedRobot(VecEnv):
         """(69,) scale: policy observation = raw * scale, where raw concatenates base angular velocity,
         projected gravity, velocity command, EE target, EE position, joint positions relative to the default
         pose, joint velocities and last actions."""
-        return torch.cat([
-            torch.full((3,), 0.25),
-            torch.ones(3),
-            torch.tensor([2.0, 2.0, 0.25]),  # vx, vy [m/s] and yaw rate [rad/s] to obs units
-            torch.ones(6),
-            torch.ones(NUM_ACTIONS),
-            torch.full((NUM_ACTIONS,), 0.05),
-            torch.ones(NUM_ACTIONS),
-        ])
+        return torch.cat(
+            [
+                torch.full((3,), 0.25),
+                torch.ones(3),
+                torch.tensor([2.0, 2.0, 0.25]),  # vx, vy [m/s] and yaw rate [rad/s] to obs units
+                torch.ones(6),
+                torch.ones(NUM_ACTIONS),
+                torch.full((NUM_ACTIONS,), 0.05),
+                torch.ones(NUM_ACTIONS),
+            ]
+        )
 
     def _build_noise_scale(self) -> torch.Tensor:
         """(69,) half-width of the uniform noise added to each policy observation (0 for commands)."""
@@ -379,8 +388,10 @@ class LeggedRobot(VecEnv):
         self._velocity_command_np = self.commands.velocity.numpy()
         self._ee_target_np = self.commands.ee_target_b.numpy()
         self._rotation_np = np.zeros((self.num_envs, 3, 3), dtype=np.float32)
-        self._np = {name: np.zeros((self.num_envs, *shape), dtype=dtype)
-                    for name, (shape, dtype) in {**DERIVED_STATE, **STEP_STATE}.items()}
+        self._np = {
+            name: np.zeros((self.num_envs, *shape), dtype=dtype)
+            for name, (shape, dtype) in {**DERIVED_STATE, **STEP_STATE}.items()
+        }
         for name, array in self._np.items():
             bind_buffer(self, name, torch.from_numpy(array))
 

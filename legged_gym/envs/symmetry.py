@@ -118,8 +118,11 @@ POLICY_PERM, POLICY_SIGN, POLICY_SEGMENTS = _build(POLICY_LAYOUT, POLICY_OBS_DIM
 """(69,) long, (69,) float and name -> slice of the ``policy`` group."""
 CRITIC_PERM, CRITIC_SIGN, CRITIC_SEGMENTS = _build(CRITIC_LAYOUT, CRITIC_OBS_DIM)
 """(16,) long, (16,) float and name -> slice of the ``critic`` group."""
-GROUP_MAPS = {"policy": (POLICY_PERM, POLICY_SIGN), "critic": (CRITIC_PERM, CRITIC_SIGN),
-              "own_actions": (JOINT_PERM, torch.ones(NUM_ACTIONS))}  # which entries the policy writes: 0/1 per joint
+GROUP_MAPS = {
+    "policy": (POLICY_PERM, POLICY_SIGN),
+    "critic": (CRITIC_PERM, CRITIC_SIGN),
+    "own_actions": (JOINT_PERM, torch.ones(NUM_ACTIONS)),
+}  # which entries the policy writes: 0/1 per joint
 assert JOINT_PERM.numel() == NUM_ACTIONS
 
 

@@ -18,7 +18,7 @@ import mujoco
 import numpy as np
 import torch
 
-from legged_gym import LEGGED_GYM_ROOT_DIR
+from legged_gym import resolve_path
 
 LEG_NAMES = ("FL", "FR", "RL", "RR")
 LEG_JOINTS = tuple(f"{leg}_{part}_joint" for leg in LEG_NAMES for part in ("hip", "thigh", "calf"))
@@ -77,9 +77,7 @@ def load_robot(robot_cfg: dict) -> RobotModel:
     Args:
         robot_cfg: the ``env.robot`` config: mjcf, timestep, default_joint_pos, kp, kd, torque_limits.
     """
-    path = robot_cfg["mjcf"]
-    if not os.path.isabs(path):
-        path = os.path.join(LEGGED_GYM_ROOT_DIR, path)
+    path = resolve_path(robot_cfg["mjcf"])  # from the current folder, else the shipped robot
     if not os.path.isfile(path):
         raise FileNotFoundError(f"robot model not found: {path} (set with env.robot.mjcf=...)")
     model = mujoco.MjModel.from_xml_path(path)

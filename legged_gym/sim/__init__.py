@@ -22,7 +22,9 @@ def make_backend(model: mujoco.MjModel, num_envs: int, sim_device: str, nthread:
             f"env.sim_device={sim_device!r}: no GPU physics backend exists yet (a MuJoCo Warp backend is planned); "
             "use env.sim_device=cpu. The learner can still run on a GPU with runner.device=cuda:0."
         )
-    raise ValueError(f"env.sim_device={sim_device!r} is not a device: use 'cpu' (or 'cuda:N' once a GPU backend exists)")
+    raise ValueError(
+        f"env.sim_device={sim_device!r} is not a device: use 'cpu' (or 'cuda:N' once a GPU backend exists)"
+    )
 
 
 __all__ = ["SimBackend", "make_backend"]

@@ -53,7 +53,8 @@ class InPlaceBuffer(BoundAttribute):
             fits = False
         if not fits:
             raise ValueError(
-                f"{type(obj).__name__}.{self.name} = <{tuple(value.shape)}>: the buffer has shape {tuple(buffer.shape)} "
+                f"{type(obj).__name__}.{self.name} = <{tuple(value.shape)}>: "
+                f"the buffer has shape {tuple(buffer.shape)} "
                 "and is written in place (the env keeps views of it)"
             )
         buffer.copy_(value)
@@ -68,8 +69,11 @@ class ReadOnlyView(BoundAttribute):
         hint: what to do instead, named in the error.
     """
 
-    def __init__(self, hint: str = "a view of the simulator state: write the state through env.sim (reset, "
-                 "set_base_velocity, ...), not by assigning the attribute"):
+    def __init__(
+        self,
+        hint: str = "a view of the simulator state: write the state through env.sim (reset, "
+        "set_base_velocity, ...), not by assigning the attribute",
+    ):
         self.hint = hint
 
     def __set__(self, obj, value) -> None:

@@ -17,8 +17,14 @@ import operator
 
 import numpy as np
 
+LOCOMOTION_SECTION = "locomotion"
+REACHING_SAMPLED_SECTION = "reaching_sampled"
+REACHING_SEQUENCE_SECTION = "reaching_sequence"
+"""The sections of an evaluation's results (``scripts/evaluate.py``): locomotion (where the evaluated tasks move the
+base), end-effector tracking on sampled targets and on ``evaluate.sequence_file`` (where they move the arm)."""
+
 TARGETS: dict[str, dict[str, tuple[str, float]]] = {
-    "locomotion": {
+    LOCOMOTION_SECTION: {
         "lin_vel_rms_steady_mps": ("<=", 0.07),
         "yaw_rate_rms_steady_radps": ("<=", 0.05),
         "falls": ("<=", 0),
@@ -26,7 +32,7 @@ TARGETS: dict[str, dict[str, tuple[str, float]]] = {
         "stance_slip_mps": ("<", 0.1),
         "trunk_height_error_cm": ("<", 3.0),
     },
-    "reaching_sampled": {
+    REACHING_SAMPLED_SECTION: {
         "ee_error_median_cm": ("<=", 2.0),
         "reached_share": (">=", 0.95),
         "base_drift_m": ("<", 0.05),
@@ -42,8 +48,11 @@ _COMPARE = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operato
 
 def target_verdicts(section: str, metrics: dict) -> dict[str, bool]:
     """``{metric: met}`` for each target of ``section`` (:data:`TARGETS`) present in ``metrics``; NaN fails."""
-    return {key: bool(_COMPARE[op](metrics[key], bound)) for key, (op, bound) in TARGETS.get(section, {}).items()
-            if key in metrics}
+    return {
+        key: bool(_COMPARE[op](metrics[key], bound))
+        for key, (op, bound) in TARGETS.get(section, {}).items()
+        if key in metrics
+    }
 
 
 def _changed(values: np.ndarray, terminated: np.ndarray) -> np.ndarray:
@@ -68,8 +77,9 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x**2))) if x.size else float("nan")
 
 
-def locomotion_metrics(a: dict[str, np.ndarray], dt: float, nominal_height: float, settle_s: float = 1.0,
-                       fast_speed: float = 0.5) -> dict[str, float]:
+def locomotion_metrics(
+    a: dict[str, np.ndarray], dt: float, nominal_height: float, settle_s: float = 1.0, fast_speed: float = 0.5
+) -> dict[str, float]:
     """Figures for velocity tracking and gait quality (units in the key names)."""
     err = a["velocity"] - a["velocity_cmd"]
     planar, yaw = np.linalg.norm(err[..., :2], axis=-1), err[..., 2]
@@ -92,8 +102,9 @@ def locomotion_metrics(a: dict[str, np.ndarray], dt: float, nominal_height: floa
     }
 
 
-def reaching_metrics(a: dict[str, np.ndarray], dt: float, settle_s: float = 1.0,
-                     reached_m: float = 0.05) -> dict[str, float]:
+def reaching_metrics(
+    a: dict[str, np.ndarray], dt: float, settle_s: float = 1.0, reached_m: float = 0.05
+) -> dict[str, float]:
     """Figures for end-effector tracking and how still the base stays."""
     error = np.linalg.norm(a["ee_pos"] - a["ee_target"], axis=-1)
     changed = _changed(a["ee_target"], a["terminated"])

@@ -13,13 +13,6 @@ def quat_rotate_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v - w * t + torch.cross(xyz, t, dim=-1)
 
 
-def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate body-frame vectors ``v`` (N, 3) into the world frame: R(q) v."""
-    w, xyz = q[:, :1], q[:, 1:]
-    t = 2.0 * torch.cross(xyz, v, dim=-1)
-    return v + w * t + torch.cross(xyz, t, dim=-1)
-
-
 def yaw_from_quat(q: torch.Tensor) -> torch.Tensor:
     """Heading angle (N,) [rad] of ``q`` about the world z axis."""
     w, x, y, z = q.unbind(-1)

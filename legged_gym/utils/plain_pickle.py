@@ -88,7 +88,7 @@ class _PlainDataUnpickler(pickle._Unpickler):
     def persistent_load(self, pid):
         raise UnsafePickleError("uses a persistent id: the file may only contain plain data and numeric numpy arrays")
 
-    def _refuse_dtype(self, what) -> SequenceFileError:
+    def _refuse_dtype(self, what) -> UnsafePickleError:
         return UnsafePickleError(
             f"holds a numpy array or scalar of dtype {what}: the file may only contain plain data "
             f"and numeric numpy arrays (bool, int, uint, float, complex)",
@@ -159,7 +159,8 @@ class _PlainDataUnpickler(pickle._Unpickler):
             self._check_dtype(state[2])
         else:
             raise UnsafePickleError(
-                f"sets the state of a {type(inst).__name__}: the file may only contain plain data and numeric numpy arrays",
+                f"sets the state of a {type(inst).__name__}: "
+                "the file may only contain plain data and numeric numpy arrays",
             )
         super().load_build()
         if isinstance(inst, np.dtype) and (not _is_numeric_dtype(inst) or inst.itemsize != itemsize):

@@ -8,7 +8,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def plot_tracking(time_s: np.ndarray, commanded: np.ndarray, actual: np.ndarray, labels: list[str], title: str, path: str):
+def plot_tracking(
+    time_s: np.ndarray, commanded: np.ndarray, actual: np.ndarray, labels: list[str], title: str, path: str
+):
     """One panel per component: commanded vs actual over time.
 
     Args:

@@ -1,8 +1,24 @@
-"""Record a rollout of a LeggedRobot and reduce it to task metrics."""
+"""Run a policy in a LeggedRobot and record the rollout.
+
+The one loop that runs a policy in an env: play, evaluation, the MoE comparison (and the expert curves, through
+evaluation) step through it and keep their own bookkeeping.
+
+    for step in policy_steps(env, policy, num_policy_steps(duration_s, env.dt)):
+        ...  # step.obs, step.actions, step.rewards, step.dones, step.extras; env holds the state after the step
+
+    arrays = record_rollout(env, policy, num_steps)  # RolloutRecord arrays, (T, N, ...)
+
+The loop (:func:`policy_steps`) knows the env only as an rsl_rl VecEnv (``get_observations``, ``step``) and the
+policy only as a callable (observations -> actions): an rsl_rl inference policy, a MoE actor, an expert's actor, a
+fixed blend.
+:class:`RolloutRecord` reads a LeggedRobot's state after each step for the evaluation metrics.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -65,3 +81,57 @@ def task_metrics(arrays: dict[str, np.ndarray], task_names: list[str]) -> dict[s
             "env_steps": int(mask.sum()),
         }
     return out
+
+
+class PolicyStep(NamedTuple):
+    """One policy step: the observation the policy acted on, its actions, and what ``env.step`` returned for
+    them (rewards (N,), dones (N,), extras with ``time_outs``). The env's next observation is
+    ``env.get_observations()``."""
+
+    obs: Any
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    extras: dict
+
+
+def num_policy_steps(duration_s: float, dt: float) -> int:
+    """Policy steps in ``duration_s`` seconds of policy period ``dt``."""
+    return int(round(duration_s / dt))
+
+
+def policy_steps(env, policy: Callable[[Any], torch.Tensor], num_steps: int) -> Iterator[PolicyStep]:
+    """Step ``policy`` in ``env`` ``num_steps`` times from the env's current observation, yielding each step.
+
+    The policy and ``env.step`` run under ``torch.inference_mode`` (as in rsl_rl's rollouts); the code of the
+    loop body does not (inference mode is left before each yield). While a step is yielded the env holds the
+    state after it (reset envs already show their new episode), e.g. for :meth:`RolloutRecord.add`, a video
+    frame or a plot. Something to record from the policy's forward (e.g. a MoE actor's gate weights, with
+    the commands of the observation they were computed from) belongs in a wrapper of ``policy``: it runs
+    before ``env.step``.
+    """
+    obs = env.get_observations()
+    for _ in range(num_steps):
+        with torch.inference_mode():
+            actions = policy(obs)
+            next_obs, rewards, dones, extras = env.step(actions)
+        yield PolicyStep(obs, actions, rewards, dones, extras)
+        obs = next_obs
+
+
+def record_rollout(
+    env,
+    policy: Callable[[Any], torch.Tensor],
+    num_steps: int,
+    each_step: Callable[[int, PolicyStep], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`policy_steps` with a :class:`RolloutRecord` of every step; returns its stacked arrays (T, N, ...).
+
+    ``each_step(index, step)`` (optional) runs after each step is recorded: the caller's own bookkeeping.
+    """
+    record = RolloutRecord(dt=env.dt)
+    for index, step in enumerate(policy_steps(env, policy, num_steps)):
+        record.add(env, step.dones, step.extras["time_outs"])
+        if each_step is not None:
+            each_step(index, step)
+    return record.stack()

@@ -28,7 +28,7 @@ import reprlib
 import numpy as np
 import torch
 
-from legged_gym import LEGGED_GYM_ROOT_DIR
+from legged_gym import resolve_path
 from legged_gym.utils.plain_pickle import UnsafePickleError, load_plain_data
 
 SEQUENCE_FORMAT = "ee_target_sequences"
@@ -41,13 +41,14 @@ class SequenceFileError(ValueError):
 def _fail(path: str, what: str) -> SequenceFileError:
     return SequenceFileError(
         f"target sequence file {path!r}: {what} "
-        f"(set with env.tasks.reaching.sequence_sampler.file_path=...; see legged_gym/utils/sequence_sampler.py for the format)"
+        "(set with env.tasks.reaching.sequence_sampler.file_path=...; "
+        "see legged_gym/utils/sequence_sampler.py for the format)"
     )
 
 
 def load_sequences(file_path: str) -> tuple[list[np.ndarray], float]:
     """Read and validate a sequence file; returns (sequences [(T_i, 3) float64], dt [s])."""
-    path = file_path if os.path.isabs(file_path) else os.path.join(LEGGED_GYM_ROOT_DIR, file_path)
+    path = resolve_path(file_path)  # from the current folder, else the shipped file (data/tossing.pkl)
     if not os.path.isfile(path):
         raise _fail(path, "not found")
     try:

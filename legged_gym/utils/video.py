@@ -29,7 +29,8 @@ class VideoRecorder:
             self.renderer = mujoco.Renderer(model, *size)
         except Exception as exc:
             raise RuntimeError(
-                f"cannot open an offscreen OpenGL context for video (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {exc}. "
+                "cannot open an offscreen OpenGL context for video "
+                f"(MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {exc}. "
                 "Install EGL (libegl1, libgl1-mesa-dri) and set MUJOCO_GL=egl, or OSMesa with MUJOCO_GL=osmesa, "
                 "or run without play.video=true."
             ) from exc

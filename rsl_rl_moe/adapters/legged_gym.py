@@ -114,7 +114,8 @@ class LeggedGymVecEnv(VecEnv):
         return self._groups(env.obs_buf, getattr(env, "privileged_obs_buf", None))
 
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
-        """Step with actions (N, num_actions): observations, rewards (N,), dones (N,), extras with ``time_outs`` (N,)."""
+        """Step with actions (N, num_actions): observations, rewards (N,), dones (N,), extras with ``time_outs``
+        (N,)."""
         obs, privileged_obs, rewards, dones, env_extras = self.env.step(actions)
         extras = dict(env_extras)  # the env's own dict stays as it is
         time_outs = extras.get("time_outs")

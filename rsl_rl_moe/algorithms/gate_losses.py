@@ -2,7 +2,8 @@
 
 Shapes: weights ``w`` are ``(N, E)`` or ``(N, G, E)`` (per action group), on the simplex over the last
 dimension; logits have the same shape. Batch statistics are taken over N for each group, and every
-loss is averaged over groups. Losses are in nats (natural log) or dimensionless.
+loss is averaged over groups. Losses are in nats (natural log) or dimensionless. :func:`entropy` is the one
+definition of gate entropy (:mod:`rsl_rl_moe.diagnostics.information`, also used by the selection statistics).
 """
 
 from __future__ import annotations
@@ -11,24 +12,17 @@ import math
 
 import torch
 
-_EPS = 1e-8
+from rsl_rl_moe.diagnostics.information import entropy
+from rsl_rl_moe.modules.actor_critic_moe import grouped_weights
 
-
-def _grouped(x: torch.Tensor) -> torch.Tensor:
-    """``(N, E) -> (N, 1, E)``; ``(N, G, E)`` unchanged."""
-    return x if x.dim() == 3 else x.unsqueeze(1)
-
-
-def entropy(p: torch.Tensor) -> torch.Tensor:
-    """Entropy ``-sum p log p`` over the last dimension (0 log 0 = 0, finite gradient at exact zeros)."""
-    return -(p * torch.log(p.clamp_min(_EPS))).sum(dim=-1)
+__all__ = ["diversity_loss", "entropy", "kl_to_uniform", "load_balance", "router_z_loss"]
 
 
 def kl_to_uniform(weights: torch.Tensor) -> torch.Tensor:
     """``KL(mean_n w || uniform) = log E - H(mean_n w)``, in nats; 0 iff every expert gets the same
     average weight over the batch. Penalises collapse of the *average* use onto few experts while
     leaving each sample free to pick one expert (unlike a per-sample entropy bonus)."""
-    mean_w = _grouped(weights).mean(dim=0)  # (G, E)
+    mean_w = grouped_weights(weights).mean(dim=0)  # (G, E)
     return (math.log(mean_w.shape[-1]) - entropy(mean_w)).mean()
 
 
@@ -38,7 +32,7 @@ def load_balance(weights: torch.Tensor) -> torch.Tensor:
     ``f_i``: share of samples whose largest weight is expert i (no gradient); ``P_i``: mean weight of
     expert i. Equals 1 under uniform use, up to E when one expert takes everything.
     """
-    w = _grouped(weights)
+    w = grouped_weights(weights)
     num_experts = w.shape[-1]
     f = torch.nn.functional.one_hot(w.argmax(dim=-1), num_experts).to(w.dtype).mean(dim=0)  # (G, E)
     p = w.mean(dim=0)  # (G, E)
@@ -58,5 +52,5 @@ def diversity_loss(weights: torch.Tensor) -> torch.Tensor:
     equally often over the batch; 0 when all samples share the same weights. Minimising it makes
     different states use different experts (specialisation).
     """
-    w = _grouped(weights)
+    w = grouped_weights(weights)
     return (entropy(w).mean(dim=0) - entropy(w.mean(dim=0))).mean()

@@ -11,8 +11,8 @@ Loss per minibatch: the PPO loss of :class:`rsl_rl.algorithms.PPO` plus
   :func:`gate_losses.diversity_loss`).
 
 How the terms reach the gradient without copying ``PPO.update()``: rsl_rl 5.5 has no hook for extra
-loss terms, and copying its ~150-line update would fork it. Instead :meth:`update` registers a forward
-hook on the actor's gate for the duration of ``super().update()``. On each forward with gradient
+loss terms, and copying its ~150-line update would fork it. Instead :meth:`~PPOMoE.ppo_update` registers a forward
+hook on the actor's gate for the duration of rsl_rl's update. On each forward with gradient
 enabled (one per minibatch) the hook computes the regulariser R from the gate's weights and logits
 and returns the weights passed through :func:`attach_loss`, an identity whose backward also sends a
 gradient of 1 into R. Since the PPO loss depends on the weights, ``loss.backward()`` then yields the
@@ -29,6 +29,9 @@ into :data:`rsl_rl_moe.modules.obs_moe.PHASES`: 0 constant, 1 warmup, 2 anneal, 
 iteration just trained. After each update the routing schedules of the actor's (and a MoE critic's)
 gate advance by one iteration.
 
+PPOMoE is a :class:`~rsl_rl_moe.algorithms.hooks.HookedPPO`: ``update()`` runs the runners' hooks (checks,
+training diagnostics) around all of the above, and ``act()`` calls theirs after each step.
+
 Extra observation groups (e.g. an env's ``task_id`` ``(N, 1)``) are kept in rollout storage by rsl_rl
 and ignored by the models unless listed in ``obs_groups``.
 
@@ -41,10 +44,10 @@ minibatch to some rows (e.g. one task's), and :meth:`PPOMoE.conflict_minibatch` 
 from __future__ import annotations
 
 import torch
-
-from rsl_rl.algorithms import PPO
 from rsl_rl.storage import RolloutStorage
+
 from rsl_rl_moe.algorithms import gate_losses
+from rsl_rl_moe.algorithms.hooks import HookedPPO
 from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture
 from rsl_rl_moe.modules.obs_moe import PHASES, ObsMoE
 
@@ -88,8 +91,9 @@ def batch_rows(batch: RolloutStorage.Batch, rows: torch.Tensor) -> RolloutStorag
     )
 
 
-class PPOMoE(PPO):
-    """PPO with gate regularisers for a :class:`~rsl_rl_moe.modules.MoEActor` actor.
+class PPOMoE(HookedPPO):
+    """PPO with gate regularisers for a :class:`~rsl_rl_moe.modules.MoEActor` actor, and the runners' hooks
+    (:mod:`rsl_rl_moe.algorithms.hooks`).
 
     Build it through rsl_rl: ``algorithm.class_name: rsl_rl_moe.algorithms:PPOMoE``.
     """
@@ -118,7 +122,7 @@ class PPOMoE(PPO):
         gate = getattr(self._raw_actor, "gate", None)
         if not isinstance(gate, ObsMoE):
             raise TypeError(
-                f"PPOMoE needs an actor with an ObsMoE `gate` (rsl_rl_moe.modules:ActorCriticMoE), "
+                f"PPOMoE needs an actor with an ObsMoE `gate` (rsl_rl_moe.modules:MoEActor), "
                 f"got {type(self._raw_actor).__name__}: use rsl_rl's PPO for other actors"
             )
         self.gate = gate
@@ -131,7 +135,9 @@ class PPOMoE(PPO):
         self._sums: dict[str, torch.Tensor] = {}
         self._num_forwards = 0
 
-    def gate_regularization(self, weights: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def gate_regularization(
+        self, weights: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted sum of the gate regularisers and each unweighted term.
 
         Args:
@@ -152,7 +158,7 @@ class PPOMoE(PPO):
         return total, terms
 
     def _regularize_gate(self, _module: ObsMoE, _inputs, output: tuple[torch.Tensor, torch.Tensor]):
-        """Forward hook on the gate during :meth:`update`: attach the regulariser to the weights."""
+        """Forward hook on the gate during :meth:`ppo_update`: attach the regulariser to the weights."""
         if not torch.is_grad_enabled():
             return None
         weights, logits = output
@@ -163,7 +169,7 @@ class PPOMoE(PPO):
         return attach_loss(weights, total), logits
 
     def compile(self, mode: str | None = None) -> None:
-        """Refuse ``torch_compile_mode``: a compiled actor would not see the gate hook added in :meth:`update`
+        """Refuse ``torch_compile_mode``: a compiled actor would not see the gate hook added in :meth:`ppo_update`
         (dynamo skips guards on module hooks), so the regularisers would silently vanish."""
         if mode is not None:
             raise ValueError(f"PPOMoE does not support torch_compile_mode={mode!r} yet: set it to null")
@@ -186,7 +192,7 @@ class PPOMoE(PPO):
         """The loss ``PPO.update()`` minimises on ``batch``, as weighted terms whose sum is that loss.
 
         Mirrors the loss of rsl_rl's ``PPO.update()`` (version :data:`TESTED_RSL_RL_VERSION`; a test compares both
-        on a real minibatch, so a change in rsl_rl is noticed) plus the gate regularisers of :meth:`update`:
+        on a real minibatch, so a change in rsl_rl is noticed) plus the gate regularisers of :meth:`ppo_update`:
 
         - ``surrogate``: clipped surrogate ``mean(max(-A r, -A clip(r, 1 - eps, 1 + eps)))``;
         - ``value``: ``value_loss_coef`` x the (clipped) squared value error;
@@ -234,13 +240,14 @@ class PPOMoE(PPO):
         }
         return {name: coef * term for name, (coef, term) in weighted.items() if coef != 0}
 
-    def update(self) -> dict[str, float]:
-        """PPO update with the gate regularisers added to the loss; returns PPO's losses plus the ``moe_*`` keys."""
+    def ppo_update(self) -> dict[str, float]:
+        """PPO update with the gate regularisers added to the loss; returns PPO's losses plus the ``moe_*`` keys.
+        ``update()`` runs it inside the runners' hooks (:class:`~rsl_rl_moe.algorithms.hooks.HookedPPO`)."""
         state = self.gate.routing_state
         self._sums, self._num_forwards = {}, 0
         handle = self.gate.register_forward_hook(self._regularize_gate)
         try:
-            loss_dict = super().update()
+            loss_dict = super().ppo_update()
         finally:
             handle.remove()
         for name, total in self._sums.items():

@@ -3,6 +3,7 @@
 :func:`analyze_run` reads the event files of one run folder and writes figures and ``summary.md``.
 The library stays env-agnostic: it only knows the tags the diagnostics write.
 
+Tags are parsed by :func:`rsl_rl_moe.diagnostics.tags.parse`, the schema the writers build them with.
 Tag families read (``<W>`` = window in env steps; any namespace before the family prefix is
 accepted, e.g. ``moe/selection/...`` as MoERunner writes them):
 
@@ -18,7 +19,8 @@ accepted, e.g. ``moe/selection/...`` as MoERunner writes them):
 
 The x axis of every curve is the TensorBoard step, i.e. the training iteration. Names (tasks,
 experts, groups) keep the order in which their tags first appear in the log, which is the
-order of the diagnostics' lists. Task names must not contain ``__`` (the pair separator).
+order of the diagnostics' lists. Task names must not contain ``__`` (the pair separator) nor begin or
+end with ``_`` (the writers refuse such names).
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing import event_accumulator
 
+from . import tags
 from .heatmaps import cosine_heatmap, save_png, selection_heatmap
-from .selection import SELECTION_SCALAR_FIELDS
-
 
 SINGLE_GATE = "gate"
 """Group name reported for a single gate, whose tags carry no group."""
@@ -117,9 +118,9 @@ def load_run(run_dir: str | os.PathLike) -> RunLogs:
     return RunLogs(run_dir=run_dir, scalars=scalars, images=images)
 
 
-def _family(prefix: str, rest: str) -> re.Pattern:
-    """Pattern for ``<prefix>/<rest>`` at the start of a tag or after any ``<namespace>/``."""
-    return re.compile(rf"(?:^|/){re.escape(prefix)}/{rest}$")
+def _in_family(record_prefix: str, prefix: str) -> bool:
+    """True when a record's prefix is ``prefix`` or ``<namespace>/<prefix>``."""
+    return record_prefix == prefix or record_prefix.endswith(f"/{prefix}")
 
 
 def _first_seen(names) -> list:
@@ -132,22 +133,23 @@ def _first_seen(names) -> list:
 class SelectionLogs:
     """Expert-selection scalars of one run.
 
-    ``series[(group, task, window, field)]`` where ``field`` is one of ``SELECTION_SCALAR_FIELDS``
-    or ``mean_weight/<expert>`` / ``frequency/<expert>``.
+    ``series[(group, task, window, field, expert)]``: ``field`` one of ``tags.SELECTION_FIELDS`` with ``expert``
+    None (:class:`tags.SelectionStat`), or ``mean_weight`` / ``frequency`` with the expert's name
+    (:class:`tags.SelectionExpertStat`).
     """
 
     groups: list[str]
     tasks: list[str]
     windows: list[int]  # ascending, env steps per task
     experts: list[str]
-    series: dict[tuple[str, str, int, str], Series]
+    series: dict[tuple[str, str, int, str, str | None], Series]
 
-    def get(self, group: str, task: str, window: int, field: str) -> Series | None:
-        return self.series.get((group, task, window, field))
+    def get(self, group: str, task: str, window: int, field: str, expert: str | None = None) -> Series | None:
+        return self.series.get((group, task, window, field, expert))
 
     def last_step(self, group: str, window: int) -> int | None:
         """Last iteration at which any task logged ``window`` of ``group``; None if never."""
-        steps = [s.steps[-1] for (g, _, w, _), s in self.series.items() if g == group and w == window]
+        steps = [s.steps[-1] for (g, _, w, _, _), s in self.series.items() if g == group and w == window]
         return int(max(steps)) if steps else None
 
     def matrix_at(self, group: str, window: int, kind: str, step: int) -> np.ndarray:
@@ -155,34 +157,33 @@ class SelectionLogs:
         matrix = np.full((len(self.tasks), len(self.experts)), math.nan)
         for i, task in enumerate(self.tasks):
             for j, expert in enumerate(self.experts):
-                series = self.get(group, task, window, f"{kind}/{expert}")
+                series = self.get(group, task, window, kind, expert)
                 if series is not None:
                     matrix[i, j] = series.at(step)
         return matrix
 
 
-def parse_selection(scalars: dict[str, Series], prefix: str = "selection") -> SelectionLogs | None:
-    """:class:`SelectionLogs` from the ``<prefix>/...`` tags; None when the run has none."""
-    pattern = _family(
-        prefix,
-        rf"(?:(?P<group>[^/]+)/)?(?P<task>[^/]+)/w(?P<window>\d+)/"
-        rf"(?P<field>{'|'.join(SELECTION_SCALAR_FIELDS)}|(?:mean_weight|frequency)/(?P<expert>[^/]+))",
-    )
+def parse_selection(scalars: dict[str, Series], prefix: str = tags.SELECTION) -> SelectionLogs | None:
+    """:class:`SelectionLogs` from the ``[<namespace>/]<prefix>/...`` selection tags (:class:`tags.SelectionStat`,
+    :class:`tags.SelectionExpertStat`); None when the run has none."""
     series, experts = {}, []
     for tag, values in scalars.items():
-        match = pattern.search(tag)
-        if match is None:
+        record = tags.parse(tag)
+        kinds = tags.SelectionStat | tags.SelectionExpertStat
+        if not isinstance(record, kinds) or not _in_family(record.prefix, prefix):
             continue
-        group = match["group"] or SINGLE_GATE
-        series[(group, match["task"], int(match["window"]), match["field"])] = values
-        if match["expert"] is not None:
-            experts.append(match["expert"])
+        group = record.group or SINGLE_GATE
+        if isinstance(record, tags.SelectionStat):
+            series[(group, record.task, record.window, record.field, None)] = values
+        else:
+            series[(group, record.task, record.window, record.stat, record.expert)] = values
+            experts.append(record.expert)
     if not series:
         return None
     return SelectionLogs(
-        groups=_first_seen(g for g, _, _, _ in series),
-        tasks=_first_seen(t for _, t, _, _ in series),
-        windows=sorted({w for _, _, w, _ in series}),
+        groups=_first_seen(key[0] for key in series),
+        tasks=_first_seen(key[1] for key in series),
+        windows=sorted({key[2] for key in series}),
         experts=_first_seen(experts),
         series=series,
     )
@@ -191,20 +192,21 @@ def parse_selection(scalars: dict[str, Series], prefix: str = "selection") -> Se
 # --------------------------------------------------------------------------- gradient conflict
 @dataclass
 class ConflictLogs:
-    """Task-conflict scalars of one run: ``series[(group, metric)]`` where ``metric`` is
-    ``max_negative_cosine``, ``mean_cosine``, ``frequency``, ``{cos, magnitude_similarity}/<a>__<b>``
-    or ``{cos_with_total, grad_norm, noise_floor}/<task>``."""
+    """Task-conflict scalars of one run: ``series[(group, metric, labels)]`` where ``metric`` is
+    ``max_negative_cosine``, ``mean_cosine`` or ``frequency`` with ``labels = ()`` (:class:`tags.ConflictSummary`),
+    ``cos`` or ``magnitude_similarity`` with ``labels = (a, b)`` (:class:`tags.ConflictPair`), or
+    ``cos_with_total``, ``grad_norm`` or ``noise_floor`` with ``labels = (task,)`` (:class:`tags.ConflictLabel`)."""
 
     groups: list[str]
     tasks: list[str]
-    series: dict[tuple[str, str], Series]
+    series: dict[tuple[str, str, tuple[str, ...]], Series]
 
-    def get(self, group: str, metric: str) -> Series | None:
-        return self.series.get((group, metric))
+    def get(self, group: str, metric: str, *labels: str) -> Series | None:
+        return self.series.get((group, metric, labels))
 
     def matrix_steps(self, group: str) -> np.ndarray:
         """(K,) int64 iterations at which ``group`` logged at least one task-pair cosine."""
-        steps = [s.steps for (g, m), s in self.series.items() if g == group and m.startswith("cos/")]
+        steps = [s.steps for (g, m, _), s in self.series.items() if g == group and m == "cos"]
         return np.unique(np.concatenate(steps)) if steps else np.zeros(0, dtype=np.int64)
 
     def cosine_matrix(self, group: str, step: int) -> np.ndarray:
@@ -214,7 +216,7 @@ class ConflictLogs:
         matrix = np.full((num, num), math.nan)
         for i in range(num):
             for j in range(num):
-                series = self.get(group, f"cos/{self.tasks[i]}__{self.tasks[j]}")
+                series = self.get(group, "cos", self.tasks[i], self.tasks[j])
                 if series is not None:
                     matrix[i, j] = matrix[j, i] = series.at(step)
         has_pair = ~np.isnan(matrix).all(axis=1)
@@ -222,35 +224,33 @@ class ConflictLogs:
         return matrix
 
 
-def parse_conflict(scalars: dict[str, Series], prefix: str = "conflict") -> ConflictLogs | None:
-    """:class:`ConflictLogs` from the ``<prefix>/<group>/...`` tags; None when the run has none.
+def parse_conflict(scalars: dict[str, Series], prefix: str = tags.CONFLICT) -> ConflictLogs | None:
+    """:class:`ConflictLogs` from the ``[<namespace>/]<prefix>/<group>/...`` tags; None when the run has none.
 
     Task order: a task that comes first in more logged pairs ``<a>__<b>`` comes earlier (the
     monitor writes pairs i < j), ties in order of first appearance.
     """
-    pattern = _family(
-        prefix,
-        r"(?P<group>[^/]+)/(?P<metric>max_negative_cosine|mean_cosine|frequency"
-        r"|(?:cos|magnitude_similarity)/(?P<a>[^/]+?)__(?P<b>[^/]+)"
-        r"|(?:cos_with_total|grad_norm|noise_floor)/(?P<task>[^/]+))",
-    )
+    kinds = tags.ConflictSummary | tags.ConflictPair | tags.ConflictLabel
     series, seen, pairs = {}, [], set()
     for tag, values in scalars.items():
-        match = pattern.search(tag)
-        if match is None:
+        record = tags.parse(tag)
+        if not isinstance(record, kinds) or not _in_family(record.prefix, prefix):
             continue
-        series[(match["group"], match["metric"])] = values
-        if match["a"] is not None:
-            seen += [match["a"], match["b"]]
-            pairs.add((match["a"], match["b"]))
-        elif match["task"] is not None:
-            seen.append(match["task"])
+        if isinstance(record, tags.ConflictPair):
+            labels = (record.label_a, record.label_b)
+            pairs.add(labels)
+        elif isinstance(record, tags.ConflictLabel):
+            labels = (record.label,)
+        else:
+            labels = ()
+        series[(record.group, record.metric, labels)] = values
+        seen += labels
     if not series:
         return None
     seen = _first_seen(seen)
     leads = Counter(a for a, _ in pairs)
     return ConflictLogs(
-        groups=_first_seen(g for g, _ in series),
+        groups=_first_seen(g for g, _, _ in series),
         tasks=sorted(seen, key=lambda t: (-leads[t], seen.index(t))),
         series=series,
     )
@@ -298,7 +298,7 @@ def mean_weight_figure(sel: SelectionLogs, group: str) -> Figure:
     for row, task in zip(axes, sel.tasks):
         for ax, window in zip(row, sel.windows):
             for expert, color in zip(sel.experts, _colors(len(sel.experts))):
-                _plot(ax, sel.get(group, task, window, f"mean_weight/{expert}"), color=color, label=expert)
+                _plot(ax, sel.get(group, task, window, "mean_weight", expert), color=color, label=expert)
             ax.set(title=f"{task}, w{window}", ylim=(-0.02, 1.02))
             ax.grid(alpha=0.3)
         row[0].set_ylabel("mean gate weight")
@@ -342,7 +342,7 @@ def conflict_curves_figure(conf: ConflictLogs) -> Figure:
         _plot(ax, conf.get(group, "max_negative_cosine"), color="C3", label="max negative cosine")
         _plot(ax, conf.get(group, "mean_cosine"), color="C0", label="mean cosine")
         for task, color in zip(conf.tasks, _colors(len(conf.tasks), start=4)):
-            _plot(ax, conf.get(group, f"noise_floor/{task}"), color=color, linestyle=":", label=f"noise floor {task}")
+            _plot(ax, conf.get(group, "noise_floor", task), color=color, linestyle=":", label=f"noise floor {task}")
         ax.axhline(0.0, color="0.5", linewidth=0.8)
         ax.set(title=f"{group}: gradient conflict between tasks", xlabel="iteration", ylim=(-1.05, 1.05))
         ax.grid(alpha=0.3)
@@ -452,7 +452,7 @@ def _selection_section(sel: SelectionLogs | None, out_dir: str) -> list[str]:
 def _conflict_row(conf: ConflictLogs, group: str) -> list[str]:
     """Final and mean max-negative cosine of one group against its tasks' noise floors."""
     max_negative = conf.get(group, "max_negative_cosine")
-    floors = [conf.get(group, f"noise_floor/{task}") for task in conf.tasks]
+    floors = [conf.get(group, "noise_floor", task) for task in conf.tasks]
     final_floors = [_last(f) for f in floors]
     logged_floors = [f.values for f in floors if f is not None]
     lowest_floor = min((v for v in final_floors if not math.isnan(v)), default=math.nan)

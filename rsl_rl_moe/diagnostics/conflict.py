@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from . import tags
+
 
 @dataclass
 class GradientStats:
@@ -116,8 +118,8 @@ class GradientConflictMonitor:
         seed: seed of the random split-half permutations.
         process_group: torch.distributed group for the all-reduce; None = the default group.
 
-    Under torch.distributed, :meth:`compute`, :meth:`compute_from_losses` and
-    :meth:`term_conflicts` are collective: every rank calls them at the same iteration.
+    Under torch.distributed, :meth:`compute` and :meth:`term_conflicts` are collective: every rank
+    calls them at the same iteration.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class GradientConflictMonitor:
     ) -> None:
         if not task_names:
             raise ValueError("task_names is empty: give one name per task id")
+        tags.check_names(task_names, "task name", paired=True)  # tags <a>__<b> pair them
         self.task_names = list(task_names)
         self.noise_floor = noise_floor
         self.process_group = process_group
@@ -162,10 +165,12 @@ class GradientConflictMonitor:
 
     def _element_index(self, entries: list[tuple[int, torch.Tensor | None]], start: dict[int, int]) -> torch.Tensor:
         """Flat positions of the entries' elements, parameter ``i`` starting at ``start[i]``."""
-        return torch.cat([
-            start[i] + (torch.arange(self._params[i].numel()) if index is None else index.reshape(-1).cpu())
-            for i, index in entries
-        ]).to(self._params[0].device)
+        return torch.cat(
+            [
+                start[i] + (torch.arange(self._params[i].numel()) if index is None else index.reshape(-1).cpu())
+                for i, index in entries
+            ]
+        ).to(self._params[0].device)
 
     @property
     def group_names(self) -> list[str]:
@@ -187,11 +192,13 @@ class GradientConflictMonitor:
     def _flat_grad(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
         """(sum of numel,) float64 gradient of ``loss`` w.r.t. ``params``; zeros where unused."""
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        return torch.cat([
-            (torch.zeros_like(p) if g is None else g).reshape(-1).double() for p, g in zip(params, grads)
-        ])
+        return torch.cat(
+            [(torch.zeros_like(p) if g is None else g).reshape(-1).double() for p, g in zip(params, grads)]
+        )
 
-    def compute(self, loss_fn: Callable[[torch.Tensor], torch.Tensor], task_ids: torch.Tensor) -> dict[str, GroupConflict]:
+    def compute(
+        self, loss_fn: Callable[[torch.Tensor], torch.Tensor], task_ids: torch.Tensor
+    ) -> dict[str, GroupConflict]:
         """Task conflict from a loss restricted to each task's rows.
 
         Cost: one backward per task (three with ``noise_floor``). A ``loss_fn`` that masks per-row
@@ -230,28 +237,6 @@ class GradientConflictMonitor:
                 sums[k, s] = subset.numel() * self._flat_grad(loss_fn(mask), self._params)
                 counts[k, s] = subset.numel()
         return self._report(sums, counts)
-
-    def compute_from_losses(
-        self, losses: Sequence[torch.Tensor | None], counts: Sequence[int] | None = None
-    ) -> dict[str, GroupConflict]:
-        """Task conflict from per-task scalar mean losses (no noise floor: rows are unknown).
-
-        Args:
-            losses: one scalar per task in ``task_names`` order; None for a task absent here.
-            counts: rows behind each loss (weights the cross-rank and total averages);
-                default 1 per present task.
-        """
-        if len(losses) != len(self.task_names):
-            raise ValueError(f"{len(losses)} losses for {len(self.task_names)} tasks {self.task_names}")
-        if counts is None:
-            counts = [0 if loss is None else 1 for loss in losses]
-        sums = torch.zeros(len(losses), 3, self._num_elements, dtype=torch.float64, device=self._device)
-        count_tensor = torch.zeros(len(losses), 3, dtype=torch.float64, device=self._device)
-        for k, (loss, n) in enumerate(zip(losses, counts)):
-            if loss is not None and n > 0:
-                sums[k, 0] = n * self._flat_grad(loss, self._params)
-                count_tensor[k, 0] = n
-        return self._report(sums, count_tensor)
 
     @property
     def _num_elements(self) -> int:
@@ -297,6 +282,7 @@ class GradientConflictMonitor:
         """
         if group not in self._group_index:
             raise KeyError(f"unknown parameter group {group!r}; known groups: {self.group_names}")
+        tags.check_names(terms, "loss term", paired=True)
         params, index = self._group_params[group]
         grads = torch.stack([self._flat_grad(term, params)[index] for term in terms.values()])
         grads = _all_reduce_sum(grads, self.process_group)
@@ -305,58 +291,60 @@ class GradientConflictMonitor:
         return gradient_stats(grads, list(terms), grads.sum(dim=0))
 
 
-def _pair_tags(prefix: str, name: str, matrix: torch.Tensor, labels: Sequence[str]) -> dict[str, float]:
+def _pair_tags(prefix: str, group: str, metric: str, matrix: torch.Tensor, labels: Sequence[str]) -> dict[str, float]:
     return {
-        f"{prefix}/{name}/{labels[i]}__{labels[j]}": float(matrix[i, j])
+        tags.ConflictPair(group, metric, labels[i], labels[j], prefix).tag: float(matrix[i, j])
         for i in range(len(labels))
         for j in range(i + 1, len(labels))
         if not torch.isnan(matrix[i, j])
     }
 
 
-def _vector_tags(prefix: str, name: str, vector: torch.Tensor, labels: Sequence[str]) -> dict[str, float]:
-    return {f"{prefix}/{name}/{label}": float(v) for label, v in zip(labels, vector) if not torch.isnan(v)}
+def _vector_tags(prefix: str, group: str, metric: str, vector: torch.Tensor, labels: Sequence[str]) -> dict[str, float]:
+    return {
+        tags.ConflictLabel(group, metric, label, prefix).tag: float(v)
+        for label, v in zip(labels, vector)
+        if not torch.isnan(v)
+    }
 
 
-def gradient_stats_scalars(stats: GradientStats, prefix: str) -> dict[str, float]:
-    """Flat TensorBoard scalars of one :class:`GradientStats` (NaN entries left out).
+def gradient_stats_scalars(stats: GradientStats, group: str, prefix: str = tags.CONFLICT) -> dict[str, float]:
+    """Flat TensorBoard scalars of one :class:`GradientStats` on parameter group ``group`` (NaN entries left out).
 
-    Tags: ``<prefix>/{max_negative_cosine, mean_cosine}``, ``<prefix>/cos/<a>__<b>``,
-    ``<prefix>/magnitude_similarity/<a>__<b>``, ``<prefix>/cos_with_total/<label>``,
-    ``<prefix>/grad_norm/<label>``; for a :class:`GroupConflict` also ``<prefix>/frequency``
-    and ``<prefix>/noise_floor/<task>``.
+    Tags (:mod:`~rsl_rl_moe.diagnostics.tags`; ``<p>`` = ``<prefix>/<group>``): ``<p>/{max_negative_cosine,
+    mean_cosine}``, ``<p>/cos/<a>__<b>``, ``<p>/magnitude_similarity/<a>__<b>``, ``<p>/cos_with_total/<label>``,
+    ``<p>/grad_norm/<label>``; for a :class:`GroupConflict` also ``<p>/frequency`` and ``<p>/noise_floor/<task>``.
     """
     out = {
-        f"{prefix}/{name}": value
+        tags.ConflictSummary(group, name, prefix).tag: value
         for name, value in (("max_negative_cosine", stats.max_negative_cosine), ("mean_cosine", stats.mean_cosine))
         if not math.isnan(value)
     }
-    out |= _pair_tags(prefix, "cos", stats.cosine, stats.labels)
-    out |= _pair_tags(prefix, "magnitude_similarity", stats.magnitude_similarity, stats.labels)
-    out |= _vector_tags(prefix, "cos_with_total", stats.cosine_with_total, stats.labels)
-    out |= _vector_tags(prefix, "grad_norm", stats.norms, stats.labels)
+    out |= _pair_tags(prefix, group, "cos", stats.cosine, stats.labels)
+    out |= _pair_tags(prefix, group, "magnitude_similarity", stats.magnitude_similarity, stats.labels)
+    out |= _vector_tags(prefix, group, "cos_with_total", stats.cosine_with_total, stats.labels)
+    out |= _vector_tags(prefix, group, "grad_norm", stats.norms, stats.labels)
     if isinstance(stats, GroupConflict):
         if not math.isnan(stats.conflict_frequency):
-            out[f"{prefix}/frequency"] = stats.conflict_frequency
-        out |= _vector_tags(prefix, "noise_floor", stats.noise_floor, stats.labels)
+            out[tags.ConflictSummary(group, "frequency", prefix).tag] = stats.conflict_frequency
+        out |= _vector_tags(prefix, group, "noise_floor", stats.noise_floor, stats.labels)
     return out
 
 
-def conflict_scalars(report: Mapping[str, GroupConflict], prefix: str = "conflict") -> dict[str, float]:
+def conflict_scalars(report: Mapping[str, GroupConflict], prefix: str = tags.CONFLICT) -> dict[str, float]:
     """Scalars of a :meth:`GradientConflictMonitor.compute` report under ``<prefix>/<group>/...``."""
     out: dict[str, float] = {}
     for group, stats in report.items():
-        out |= gradient_stats_scalars(stats, f"{prefix}/{group}")
+        out |= gradient_stats_scalars(stats, group, prefix)
     return out
 
 
-def term_conflict_scalars(stats: GradientStats, group: str, prefix: str = "term_conflict") -> dict[str, float]:
+def term_conflict_scalars(stats: GradientStats, group: str, prefix: str = tags.TERM_CONFLICT) -> dict[str, float]:
     """Scalars of :meth:`GradientConflictMonitor.term_conflicts` under ``<prefix>/<group>/...``,
     plus ``<prefix>/<group>/norm_share/<term>``: each term's share ``|g_t| / sum_s |g_s|`` of the
     group's gradient norms."""
-    base = f"{prefix}/{group}"
-    out = gradient_stats_scalars(stats, base)
+    out = gradient_stats_scalars(stats, group, prefix)
     norm_sum = float(stats.norms.sum())
     if norm_sum > 0:
-        out |= _vector_tags(base, "norm_share", stats.norms / norm_sum, stats.labels)
+        out |= _vector_tags(prefix, group, "norm_share", stats.norms / norm_sum, stats.labels)
     return out

@@ -104,7 +104,10 @@ class GateTimeline:
         return self._phase_colors.setdefault(phase, f"C{(len(self.expert_names) + len(self._phase_colors)) % 10}")
 
     def add(
-        self, weights: torch.Tensor | np.ndarray, phase: str, signals: Mapping[str, torch.Tensor | np.ndarray] | None = None
+        self,
+        weights: torch.Tensor | np.ndarray,
+        phase: str,
+        signals: Mapping[str, torch.Tensor | np.ndarray] | None = None,
     ) -> None:
         """Append one step.
 

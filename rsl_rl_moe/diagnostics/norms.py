@@ -7,7 +7,7 @@ Call :meth:`NormMonitor.parameter_norms` anywhere in the iteration and
 gradients :func:`first_gradients` captured inside a training step that clips (e.g. rsl_rl's
 ``PPO.update()``, which runs ``backward()`` and ``clip_grad_norm_`` back to back).
 
-Tags (flat dict, values are Python floats):
+Tags (flat dict, values are Python floats; built by :mod:`~rsl_rl_moe.diagnostics.tags`):
 
 - ``norm/<group>/<param name>`` and ``norm/<group>/_total_norm`` (L2 over the group's parameters);
 - ``grad/<group>/<param name>`` and ``grad/<group>/_total_norm`` (parameters with a gradient only);
@@ -21,11 +21,14 @@ A group given as an ``nn.ModuleList`` (e.g. per-task heads) is expanded into ``<
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
+
+from rsl_rl_moe.digest import state_digests
+
+from . import tags
 
 ParamSource = nn.Module | Iterable[torch.Tensor]
 
@@ -52,27 +55,14 @@ def _expand(groups: Mapping[str, ParamSource]) -> dict[str, list[tuple[str, torc
     return expanded
 
 
-def _norm_tags(prefix: str, named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
-    """``<prefix>/<name>`` L2 norms and ``<prefix>/_total_norm``; empty if ``named`` is empty."""
+def _norm_tags(kind: str, group: str, named: list[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    """``<kind>/<group>/<name>`` L2 norms and ``<kind>/<group>/_total_norm``; empty if ``named`` is empty."""
     if not named:
         return {}
     norms = torch.stack([t.detach().double().norm() for _, t in named]).cpu()
-    out = {f"{prefix}/{name}": float(n) for (name, _), n in zip(named, norms)}
-    out[f"{prefix}/_total_norm"] = float(norms.square().sum().sqrt())
+    out = {tags.ParamNorm(kind, group, name).tag: float(n) for (name, _), n in zip(named, norms)}
+    out[tags.ParamNorm(kind, group, tags.TOTAL_NORM).tag] = float(norms.square().sum().sqrt())
     return out
-
-
-def _digest(tensor: torch.Tensor) -> str:
-    """Exact content hash of a tensor (dtype, shape and bytes)."""
-    t = tensor.detach().contiguous().cpu()
-    h = hashlib.blake2b(f"{t.dtype}{tuple(t.shape)}".encode(), digest_size=16)
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _checksums(module: nn.Module) -> dict[str, str]:
-    """Digest of every parameter and buffer (e.g. an observation normaliser's running mean)."""
-    return {name: _digest(t) for name, t in module.state_dict(keep_vars=True).items()}
 
 
 class NormMonitor:
@@ -96,7 +86,7 @@ class NormMonitor:
         self.monitor_norm_freq = monitor_norm_freq
         self._groups = _expand(groups)
         self._frozen = dict(frozen or {})
-        self._frozen_checksums = {name: _checksums(m) for name, m in self._frozen.items()}
+        self._frozen_checksums = {name: state_digests(m) for name, m in self._frozen.items()}
 
     def should_monitor(self, iteration: int) -> bool:
         """True at iteration 0 and every ``monitor_norm_freq`` iterations (never when it is 0)."""
@@ -106,9 +96,9 @@ class NormMonitor:
         """``norm/<group>/...`` for the trained groups and the frozen experts."""
         out: dict[str, float] = {}
         for name, named in self._groups.items():
-            out |= _norm_tags(f"norm/{name}", named)
+            out |= _norm_tags("norm", name, named)
         for name, module in self._frozen.items():
-            out |= _norm_tags(f"norm/{name}", list(module.named_parameters()))
+            out |= _norm_tags("norm", name, list(module.named_parameters()))
         return out
 
     @property
@@ -126,13 +116,13 @@ class NormMonitor:
         out: dict[str, float] = {}
         for name, named in self._groups.items():
             pairs = [(n, p.grad if grads is None else grads.get(id(p))) for n, p in named]
-            out |= _norm_tags(f"grad/{name}", [(n, g) for n, g in pairs if g is not None])
+            out |= _norm_tags("grad", name, [(n, g) for n, g in pairs if g is not None])
         return out
 
     def check_frozen(self) -> None:
         """Raise :class:`FrozenExpertChangedError` naming the expert and tensors if any changed."""
         for name, module in self._frozen.items():
-            now = _checksums(module)
+            now = state_digests(module)
             before = self._frozen_checksums[name]
             changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
             if changed:
@@ -172,10 +162,11 @@ def first_gradients(params: Iterable[torch.Tensor]) -> Iterator[dict[int, torch.
 
 @torch.no_grad()
 def tensor_stats(x: torch.Tensor, prefix: str) -> dict[str, float]:
-    """``<prefix>/{mean, std, min, max, abs_max}`` over all elements of ``x`` (e.g. gate logits (N, E))."""
+    """``<prefix>/{mean, std, min, max, abs_max}`` over all elements of ``x`` (e.g. gate logits (N, E) with
+    ``prefix`` = :func:`tags.logits_source` ``("gate")`` = ``logits/gate``)."""
     x = x.detach().double()
     values = torch.stack([x.mean(), x.std(unbiased=False), x.min(), x.max(), x.abs().max()]).tolist()
-    return {f"{prefix}/{k}": v for k, v in zip(("mean", "std", "min", "max", "abs_max"), values)}
+    return {tags.TensorStat(prefix, k).tag: v for k, v in zip(tags.TENSOR_STATS, values)}
 
 
 @torch.no_grad()
@@ -196,4 +187,4 @@ def normalizer_stats(normalizer: nn.Module, prefix: str) -> dict[str, float]:
         "max_std": std.max(),
         "count": normalizer.count,
     }
-    return {f"{prefix}/{k}": float(v) for k, v in values.items()}
+    return {tags.TensorStat(prefix, k).tag: float(v) for k, v in values.items()}

@@ -15,9 +15,14 @@ Window semantics
 Distances between tasks
     Total variation and Jensen-Shannon distances compare the tasks' mean-weight distributions.
     The Wasserstein-1 distance needs a ground cost between experts and is only reported when
-    one is supplied with :meth:`ExpertSelectionTracker.set_ground_cost`, e.g. the mean distance
-    between expert actions from :func:`expert_action_ground_cost`; expert *indices* carry no
-    geometry, so no index-order fallback exists.
+    one is supplied with :meth:`ExpertSelectionTracker.set_ground_cost`; expert *indices* carry no
+    geometry, so no index-order fallback exists. The default ground cost of training runs: the mean
+    L2 distance between the experts' actions on the same states (:func:`expert_action_ground_cost`;
+    per action group on that group's actions, :func:`grouped_action_ground_cost`), which
+    :class:`~rsl_rl_moe.runners.training_diagnostics.TrainingDiagnostics` sets after every PPO update
+    from the experts' actions on the update's last minibatch (rows drawn from the whole rollout).
+    Moving weight between two experts then costs how far apart their actions are, in action units;
+    W is 0 when the tasks use the experts alike or the experts act alike.
 
 Memory: ``num_tasks * (max(windows) + 1) * num_groups * (3 * num_experts + 3)`` float32 values
 (3 tasks, 100,000 steps, 1 group, 2 experts: 10.8 MB).
@@ -30,6 +35,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from . import tags
+from .information import entropy
 
 DEFAULT_WINDOWS = (100, 1_000, 10_000, 100_000)
 """Window sizes in env steps per task: immediate, short, medium, long."""
@@ -119,14 +127,33 @@ def expert_action_ground_cost(expert_actions: torch.Tensor) -> torch.Tensor:
     return (a[:, None] - a[None, :]).norm(dim=-1).mean(dim=-1)
 
 
-SELECTION_SCALAR_FIELDS = (
-    "entropy_of_mean",
-    "entropy_of_mean_normalized",
-    "mean_sample_entropy",
-    "mean_sample_entropy_normalized",
-    "near_one_hot_share",
-    "zero_share",
-)
+def grouped_action_ground_cost(
+    expert_actions: torch.Tensor, action_to_group: torch.Tensor | None = None, num_groups: int = 1
+) -> torch.Tensor:
+    """Per action group, :func:`expert_action_ground_cost` on that group's action dimensions.
+
+    Args:
+        expert_actions: (N, A, E) action means of the E experts on N states, as
+            :attr:`MoEActor.last_expert_actions` keeps them after a forward.
+        action_to_group: (A,) long, the action group of each action dimension (per-limb gating);
+            None = one group over all A actions.
+        num_groups: G, the number of action groups.
+
+    Returns:
+        (G, E, E) float64 costs on the device of ``expert_actions``, for :meth:`ExpertSelectionTracker.set_ground_cost`.
+    """
+    if expert_actions.dim() != 3:
+        raise ValueError(f"expert_actions must be (N, A, E), got shape {tuple(expert_actions.shape)}")
+    per_expert = expert_actions.detach().permute(2, 0, 1)  # (E, N, A)
+    if action_to_group is None:
+        if num_groups != 1:
+            raise ValueError(f"{num_groups} action groups need action_to_group (the group of each action)")
+        return expert_action_ground_cost(per_expert).unsqueeze(0)
+    groups = action_to_group.to(per_expert.device)
+    return torch.stack([expert_action_ground_cost(per_expert[..., groups == g]) for g in range(num_groups)])
+
+
+SELECTION_SCALAR_FIELDS = tags.SELECTION_FIELDS
 """Per task and window scalar fields of :meth:`ExpertSelectionTracker.scalars` (``<p>/<task>/w<W>/<field>``)."""
 
 
@@ -166,6 +193,9 @@ class ExpertSelectionTracker:
         self.expert_names = list(expert_names) if expert_names else [f"expert{i}" for i in range(num_experts)]
         if len(self.expert_names) != num_experts:
             raise ValueError(f"{len(self.expert_names)} expert names for {num_experts} experts")
+        tags.check_names(self.task_names, "task name", paired=True)  # tags <a>__<b> pair them
+        tags.check_names(self.expert_names, "expert name")
+        tags.check_names(self.group_names, "action group name")
         self.near_one_hot_threshold = near_one_hot_threshold
         self.capacity = self.windows[-1]
         num_tasks, num_groups = len(self.task_names), len(self.group_names)
@@ -206,7 +236,7 @@ class ExpertSelectionTracker:
                 w,
                 torch.zeros_like(w).scatter_(-1, argmax.unsqueeze(-1), 1.0),
                 (w == 0).to(w.dtype),
-                0.0 - torch.special.xlogy(w, w).sum(dim=-1, keepdim=True),
+                entropy(w).unsqueeze(-1),
                 (max_weight > self.near_one_hot_threshold).to(w.dtype).unsqueeze(-1),
                 torch.ones_like(max_weight).unsqueeze(-1),
             ),
@@ -276,7 +306,7 @@ class ExpertSelectionTracker:
             mean_weights = torch.full((num_experts,), nan, dtype=torch.float64)
         else:
             mean_weights = weight_sum / rows
-        entropy_of_mean = 0.0 - float(torch.special.xlogy(mean_weights, mean_weights).sum())
+        entropy_of_mean = float(entropy(mean_weights))
         sample_entropy = entropy_sum / rows if rows else nan
         return {
             "frequencies": (counts / rows if rows else counts * nan).tolist(),
@@ -341,8 +371,7 @@ class ExpertSelectionTracker:
         filled = self._filled.tolist()
         tasks = range(self.num_tasks) if task_id is None else [self._task_index_of(task_id)]
         stats = {
-            self.task_names[t]: {w: self._fields(sums[w][t, g], min(w, filled[t])) for w in self.windows}
-            for t in tasks
+            self.task_names[t]: {w: self._fields(sums[w][t, g], min(w, filled[t])) for w in self.windows} for t in tasks
         }
         return stats if task_id is None else stats[self.task_names[tasks[0]]]
 
@@ -414,10 +443,11 @@ class ExpertSelectionTracker:
         return result
 
     # ------------------------------------------------------------------ logging
-    def scalars(self, prefix: str = "selection") -> dict[str, float]:
+    def scalars(self, prefix: str = tags.SELECTION) -> dict[str, float]:
         """Flat TensorBoard scalars; windows without rows are left out.
 
-        Tags (``<p>`` = ``prefix``, or ``prefix/<group>`` with several groups; ``w<W>`` = window):
+        Tags (:mod:`~rsl_rl_moe.diagnostics.tags`; ``<p>`` = ``prefix``, or ``prefix/<group>`` with several
+        groups; ``w<W>`` = window; ``prefix`` is ``selection`` or ends in ``/selection``):
         ``<p>/<task>/w<W>/{entropy_of_mean, entropy_of_mean_normalized, mean_sample_entropy,
         mean_sample_entropy_normalized, near_one_hot_share, zero_share}``,
         ``<p>/<task>/w<W>/{mean_weight, frequency}/<expert>``,
@@ -426,24 +456,24 @@ class ExpertSelectionTracker:
         """
         out: dict[str, float] = {}
         for task, counts in self.lifetime_counts().items():
-            out[f"{prefix}/{task}/lifetime_env_steps"] = float(counts["env_steps"])
-            out[f"{prefix}/{task}/lifetime_rows"] = float(counts["rows"])
+            for count in tags.LIFETIME_COUNTS:
+                out[tags.Lifetime(task, count, prefix).tag] = float(counts[count])
         sums = self._window_sums()
         for group in self.group_names:
-            base = prefix if self.num_groups == 1 else f"{prefix}/{group}"
+            tag_group = None if self.num_groups == 1 else group
             for task, per_window in self._stats(sums, None, group).items():
                 for window, fields in per_window.items():
                     if fields["total_selections"] == 0:
                         continue
-                    tag = f"{base}/{task}/w{window}"
-                    out.update({f"{tag}/{name}": fields[name] for name in SELECTION_SCALAR_FIELDS})
+                    for name in tags.SELECTION_FIELDS:
+                        out[tags.SelectionStat(task, window, name, tag_group, prefix).tag] = fields[name]
                     for expert, mean_w, freq in zip(self.expert_names, fields["mean_weights"], fields["frequencies"]):
-                        out[f"{tag}/mean_weight/{expert}"] = mean_w
-                        out[f"{tag}/frequency/{expert}"] = freq
+                        for stat, value in (("mean_weight", mean_w), ("frequency", freq)):
+                            out[tags.SelectionExpertStat(task, window, stat, expert, tag_group, prefix).tag] = value
             for window in self.windows:
                 for (a, b), distances in self._distances(sums[window], group).items():
                     for name, value in distances.items():
-                        out[f"{base}/w{window}/{name}/{a}__{b}"] = value
+                        out[tags.TaskDistance(window, name, a, b, tag_group, prefix).tag] = value
         return out
 
     # ------------------------------------------------------------------ checkpoints

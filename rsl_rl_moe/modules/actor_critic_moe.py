@@ -1,4 +1,4 @@
-"""Mixture-of-experts actor and critic models for rsl_rl 5 (``MoEActor`` a.k.a. ``ActorCriticMoE``, ``MoECritic``).
+"""The mixture-of-experts actor-critic for rsl_rl 5: ``MoEActor`` (the actor) and ``MoECritic`` (the critic).
 
 rsl_rl 5 builds the actor and the critic as two model objects::
 
@@ -6,9 +6,19 @@ rsl_rl 5 builds the actor and the critic as two model objects::
     critic = critic_class(obs, obs_groups, "critic", 1, **critic_cfg)
 
 so both classes take those four positional arguments plus the config keys documented on them, and
-each loads its half (actor or critic) of every expert checkpoint. Experts are rsl_rl ``MLPModel``
-instances rebuilt from their files (:mod:`rsl_rl_moe.modules.experts`); with ``freeze_experts``
-they never receive gradients, never leave eval mode, and :meth:`expert_checksum` proves it.
+each loads its half (actor or critic) of every expert checkpoint. Both take the same
+``expert_sources`` (:class:`~rsl_rl_moe.modules.experts.ExpertSources`: ``experts: {name: path}``, any number, in
+gate order, plus freezing and how files are read), e.g.::
+
+    sources = ExpertSources(experts={"walk": "walk.pt", "reach": "reach.pt", "go2": "go2.pt"})
+    actor = MoEActor(obs, obs_groups, "actor", num_actions, expert_sources=sources, action_groups=...)
+    critic = MoECritic(obs, obs_groups, "critic", 1, expert_sources=sources)
+
+(in a train config: ``expert_sources: {experts: {...}, freeze: true}``, the same dict in both models). Experts are
+rsl_rl ``MLPModel`` instances rebuilt from their files (:mod:`rsl_rl_moe.modules.experts`); with
+``expert_sources.freeze`` they never receive gradients, never leave eval mode, and :meth:`expert_checksum` proves it.
+The user guide's name for this pair, "ActorCriticMoE", is this module; ``rsl_rl_moe.modules:ActorCriticMoE`` in
+older configs and checkpoints means the actor, :class:`MoEActor` (:func:`rsl_rl_moe.checkpoint.upgrade_model_cfg`).
 
 Actor data flow (N envs, E experts, A actions, G action groups)::
 
@@ -20,9 +30,9 @@ Actor data flow (N envs, E experts, A actions, G action groups)::
                  expert_choice per action group pick expert i with probability w_i, Gaussian around a_i
                                (rsl_rl_moe.modules.expert_choice); the deterministic output is the blend a
 
-Partial experts (``expert_obs``, ``action_maps``): an expert trained elsewhere, e.g. a legged_gym Go2
+Partial experts (``expert_sources.obs_maps``, ``action_maps``): an expert trained elsewhere, e.g. a legged_gym Go2
 policy (48 observations, 12 actions), reads its observation groups from other env groups by name
-(``expert_obs: {go2: {policy: legged_gym_policy}}``, the env provides them) and writes only some env
+(``obs_maps: {go2: {policy: legged_gym_policy}}``, the env provides them) and writes only some env
 actions: ``action_maps: {go2: {indices: [...], scale: [...], offset: [...]}}`` places its output
 ``a_e`` (A_e,) at env actions ``indices`` as ``scale * a_e + offset``. In each action group the gate may
 only weight experts that cover all of the group's actions: the others' logits are masked, so their
@@ -33,7 +43,7 @@ uses every expert's value.
 from __future__ import annotations
 
 import copy
-import hashlib
+from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
@@ -41,8 +51,10 @@ from rsl_rl.modules import MLP
 from rsl_rl.utils import resolve_class, unpad_trajectories
 from tensordict import TensorDict
 
+from rsl_rl_moe.checkpoint import entry_name
+from rsl_rl_moe.digest import state_digest
 from rsl_rl_moe.modules.expert_choice import ExpertChoiceDistribution
-from rsl_rl_moe.modules.experts import Expert, check_expert_names, expert_obs_view, load_experts
+from rsl_rl_moe.modules.experts import Expert, ExpertSources, check_expert_names, expert_obs_view, load_experts
 from rsl_rl_moe.modules.obs_moe import ObsMoE
 
 BLENDS = ("mixture", "product_of_experts")
@@ -50,9 +62,6 @@ BLENDS = ("mixture", "product_of_experts")
 
 EXPLORATIONS = ("gaussian", "expert_choice")
 """How the actor samples actions in training: around the blend, or by choosing an expert."""
-
-DEFAULT_OVERRIDE_PREFIX = "runner.alg.actor_critic"
-"""Config path named in error messages, e.g. ``runner.alg.actor_critic.base_ckpt_path=...``."""
 
 
 def grouped_weights(weights: torch.Tensor) -> torch.Tensor:
@@ -91,7 +100,9 @@ def blend_actions(weights: torch.Tensor, means: torch.Tensor, precision: torch.T
     return (weighted_precision * means).sum(dim=-1) / weighted_precision.sum(dim=-1)
 
 
-def _resolve_action_groups(action_groups: dict[str, list[int]] | None, num_actions: int) -> tuple[list[str], torch.Tensor]:
+def _resolve_action_groups(
+    action_groups: dict[str, list[int]] | None, num_actions: int
+) -> tuple[list[str], torch.Tensor]:
     """Group names and the ``(A,)`` group index of every action; the groups must partition ``0..A-1``."""
     if not action_groups:
         return [], torch.zeros(num_actions, dtype=torch.long)
@@ -99,14 +110,17 @@ def _resolve_action_groups(action_groups: dict[str, list[int]] | None, num_actio
     for g, (name, indices) in enumerate(action_groups.items()):
         for i in indices:
             if not 0 <= i < num_actions:
-                raise ValueError(f"action group {name!r} holds index {i}, outside the {num_actions} actions 0..{num_actions - 1}")
+                raise ValueError(
+                    f"action group {name!r} holds index {i}, outside the {num_actions} actions 0..{num_actions - 1}"
+                )
             if action_to_group[i] >= 0:
                 raise ValueError(f"action index {i} is in more than one action group (second: {name!r})")
             action_to_group[i] = g
     missing = (action_to_group < 0).nonzero().flatten().tolist()
     if missing:
         raise ValueError(
-            f"action indices {missing} belong to no action group: {dict(action_groups)} must cover all {num_actions} actions"
+            f"action indices {missing} belong to no action group: "
+            f"{dict(action_groups)} must cover all {num_actions} actions"
         )
     return list(action_groups), action_to_group
 
@@ -137,17 +151,17 @@ class ActionMap(nn.Module):
 
 
 def _resolve_action_maps(
-    action_maps: dict[str, dict] | None, experts: list[Expert], num_actions: int, override_prefix: str
+    action_maps: dict[str, dict] | None, experts: list[Expert], num_actions: int, sources: ExpertSources
 ) -> dict[str, ActionMap]:
     """Check ``action_maps`` against the experts and the env's action count; ``{expert: ActionMap}``."""
     names = [e.name for e in experts]
-    check_expert_names(action_maps, names, f"{override_prefix}.action_maps")
+    check_expert_names(action_maps, names, sources.name_of("action_maps"))
     maps = {}
     for expert in experts:
         if expert.name not in (action_maps or {}):
             continue
         cfg = dict(action_maps[expert.name])
-        where = f"`{override_prefix}.action_maps.{expert.name}`"
+        where = f"`{sources.name_of('action_maps', expert.name)}`"
         unknown = sorted(set(cfg) - {"indices", "scale", "offset"})
         if unknown or "indices" not in cfg:
             raise ValueError(f"{where} takes keys indices (required), scale, offset; got {sorted(cfg)}")
@@ -159,7 +173,9 @@ def _resolve_action_maps(
             )
         outside = [i for i in indices if not 0 <= i < num_actions]
         if outside:
-            raise ValueError(f"{where}.indices holds {outside}, outside the env's {num_actions} actions 0..{num_actions - 1}")
+            raise ValueError(
+                f"{where}.indices holds {outside}, outside the env's {num_actions} actions 0..{num_actions - 1}"
+            )
         repeated = sorted({i for i in indices if indices.count(i) > 1})
         if repeated:
             raise ValueError(f"{where}.indices holds env actions {repeated} more than once")
@@ -177,8 +193,11 @@ def _resolve_action_maps(
 
 
 def _allowed_experts(
-    maps: dict[str, ActionMap], expert_names: list[str], group_names: list[str], action_to_group: torch.Tensor,
-    override_prefix: str,
+    maps: dict[str, ActionMap],
+    expert_names: list[str],
+    group_names: list[str],
+    action_to_group: torch.Tensor,
+    sources: ExpertSources,
 ) -> torch.Tensor | None:
     """``(G, E)`` bool: expert e may be weighted in action group g (it writes all of g's actions); None when
     every expert writes every action.
@@ -191,8 +210,8 @@ def _allowed_experts(
         return None
     if not group_names:
         raise ValueError(
-            f"experts {list(maps)} write only some actions (`{override_prefix}.action_maps`): they need a per-limb "
-            f"gate, set `{override_prefix}.actor.action_groups`"
+            f"experts {list(maps)} write only some actions (`{sources.name_of('action_maps')}`): they need a per-limb "
+            f"gate, set `{sources.name_of('action_groups')}`"
         )
     allowed = torch.ones(len(group_names), len(expert_names), dtype=torch.bool)
     for g, group in enumerate(group_names):
@@ -207,22 +226,29 @@ def _allowed_experts(
             if len(missing) < len(group_actions):
                 raise ValueError(
                     f"expert {name!r} writes part of action group {group!r} but not its actions {missing} "
-                    f"(`{override_prefix}.action_maps.{name}.indices`): an expert must write all of a group or none"
+                    f"(`{entry_name(sources.name_of('action_maps', name), 'indices')}`): an expert must write all of a "
+                    f"group or none"
                 )
             allowed[g, e] = False
         if not allowed[g].any():
             raise ValueError(
                 f"no expert writes all of action group {group!r} (actions {group_actions}): check "
-                f"`{override_prefix}.action_maps`"
+                f"`{sources.name_of('action_maps')}`"
             )
     return allowed
+
+
+def as_expert_sources(expert_sources: ExpertSources | Mapping) -> ExpertSources:
+    """The :class:`ExpertSources` a model was given: itself, or built from a train config's dict."""
+    return ExpertSources.from_dict(expert_sources)
 
 
 class ExpertMixture(nn.Module):
     """What the MoE actor and critic share: named experts (one half each), a gate, and obs plumbing.
 
-    Attributes for diagnostics: ``expert_names`` (order of the last weight axis), ``expert_sources``
-    (file and format of each expert), ``obs_groups`` (groups the gate reads), ``gate`` (:class:`ObsMoE`).
+    Attributes for diagnostics: ``expert_names`` (order of the last weight axis), ``sources`` (the
+    :class:`ExpertSources` it was built from), ``expert_origins`` (file and format of each expert), ``obs_groups``
+    (groups the gate reads), ``gate`` (:class:`ObsMoE`), ``freeze_experts``.
     """
 
     is_recurrent: bool = False
@@ -232,43 +258,46 @@ class ExpertMixture(nn.Module):
         obs: TensorDict,
         obs_groups: dict[str, list[str]],
         obs_set: str,
+        sources: ExpertSources,
         experts: list[Expert],
         part: str,
-        freeze_experts: bool,
         obs_moe: dict | None,
         num_groups: int | None,
-        expert_obs: dict[str, dict[str, str]] | None = None,
         allowed_experts: torch.Tensor | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set: as rsl_rl passes them to a model.
-        experts: loaded experts, in gate order.
+        sources: where the experts came from (``freeze``: no gradient, always eval mode; ``obs_maps``: observation
+            groups experts read under other names).
+        experts: the loaded experts of ``sources``, in gate order.
         part: ``"actor"`` or ``"critic"``, the half of each expert this model uses.
-        freeze_experts: no gradient, always eval mode.
         obs_moe: keys of :class:`ObsMoE` for the gate.
         num_groups: gate weight vectors per sample (None: one).
-        expert_obs: ``{expert: {its group: env group}}``, observation groups experts read under other names.
         allowed_experts: ``(G, E)`` bool, experts the gate may weight per action group (None: all).
         """
         super().__init__()
+        self.sources = sources
         self.obs_groups = list(obs_groups[obs_set])
         self.obs_dim = sum(obs[g].shape[-1] for g in self.obs_groups)
         self.expert_names = [e.name for e in experts]
-        self.expert_sources = {e.name: {"path": e.path, "source": e.source} for e in experts}
+        self.expert_origins = {e.name: {"path": e.path, "source": e.source} for e in experts}
         self.expert_models = {e.name: e.model for e in experts}  # saved with the mixture (MoERunner.save)
-        self.expert_obs = {e.name: dict((expert_obs or {}).get(e.name) or {}) for e in experts}
+        self.obs_maps = {e.name: dict(sources.obs_maps.get(e.name) or {}) for e in experts}
         # env groups each expert reads (after its observation map), in its input order
         self.expert_obs_groups = {
-            e.name: [self.expert_obs[e.name].get(g, g) for g in e.obs_groups[part]] for e in experts
+            e.name: [self.obs_maps[e.name].get(g, g) for g in e.obs_groups[part]] for e in experts
         }
         self.group_dims = {g: obs[g].shape[-1] for g in obs.keys()}
         self.experts = nn.ModuleDict({e.name: getattr(e, part) for e in experts})
-        self.freeze_experts = freeze_experts
-        if freeze_experts:
+        self.freeze_experts = sources.freeze
+        if self.freeze_experts:
             self.experts.requires_grad_(False)
             self.experts.eval()
         self.gate = ObsMoE(
-            self.obs_dim, num_experts=len(experts), num_groups=num_groups, allowed_experts=allowed_experts,
+            self.obs_dim,
+            num_experts=len(experts),
+            num_groups=num_groups,
+            allowed_experts=allowed_experts,
             **(obs_moe or {}),
         )
 
@@ -280,15 +309,12 @@ class ExpertMixture(nn.Module):
         return self
 
     def expert_checksum(self) -> str:
-        """SHA-256 over the names and bytes of every expert tensor (parameters and buffers).
+        """Digest of every expert tensor (parameters and buffers) with its name (:func:`rsl_rl_moe.digest.state_digest`,
+        the checksum the norm monitor's frozen-expert guard uses too).
 
         Unchanged across training iff the experts are bit-identical.
         """
-        digest = hashlib.sha256()
-        for key, tensor in self.experts.state_dict().items():
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return state_digest(self.experts)
 
     def _gate_input(self, obs: TensorDict) -> torch.Tensor:
         """``(N, obs_dim)``: the model's observation set, concatenated."""
@@ -297,7 +323,7 @@ class ExpertMixture(nn.Module):
     def _expert_outputs(self, obs: TensorDict) -> list[torch.Tensor]:
         """Each expert's output on its view of the observations (:func:`expert_obs_view`), in gate order."""
         with torch.set_grad_enabled(self._expert_grad_enabled()):
-            return [expert(expert_obs_view(obs, self.expert_obs[name])) for name, expert in self.experts.items()]
+            return [expert(expert_obs_view(obs, self.obs_maps[name])) for name, expert in self.experts.items()]
 
     def _expert_grad_enabled(self) -> bool:
         return torch.is_grad_enabled() and not self.freeze_experts
@@ -339,7 +365,7 @@ class ExpertMixture(nn.Module):
 class MoEActor(ExpertMixture):
     """Actor: a gate over frozen expert actors, with a trainable Gaussian around the blended mean.
 
-    Usable as ``actor.class_name: rsl_rl_moe.modules:ActorCriticMoE`` (or ``:MoEActor``).
+    Usable as ``actor.class_name: rsl_rl_moe.modules:MoEActor``.
     After each forward: ``last_gate_weights`` ``(N, E)`` / ``(N, G, E)``, ``last_gate_logits`` (same
     shape) and ``last_expert_actions`` ``(N, A, E)`` hold detached values for diagnostics.
     """
@@ -350,28 +376,20 @@ class MoEActor(ExpertMixture):
         obs_groups: dict[str, list[str]],
         obs_set: str,
         output_dim: int,
-        base_ckpt_path: str | None = None,
-        arm_ckpt_path: str | None = None,
-        expert_ckpt_paths: dict[str, str] | None = None,
-        freeze_experts: bool = True,
+        expert_sources: ExpertSources | Mapping,
         blend: str = "mixture",
         action_groups: dict[str, list[int]] | None = None,
         obs_moe: dict | None = None,
         exploration: str = "expert_choice",
         expert_choice_hold_steps: float = 50.0,
         distribution_cfg: dict | None = None,
-        legacy_architectures: dict[str, dict] | None = None,
-        override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
-        expert_models: dict[str, dict] | None = None,
-        expert_tasks: dict[str, str | None] | None = None,
-        expert_obs: dict[str, dict[str, str]] | None = None,
         action_maps: dict[str, dict] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` = A actions).
-        base_ckpt_path, arm_ckpt_path: expert checkpoints named ``base`` and ``arm``.
-        expert_ckpt_paths: further experts ``{name: path}``; at least 2 experts in all.
-        freeze_experts: experts get no gradient and stay in eval mode (default True).
+        expert_sources: the experts, an :class:`ExpertSources` or the dict of its fields: ``experts: {name: path}``
+            (at least 2, in gate order), ``freeze`` (default True: no gradient, always eval mode),
+            ``legacy_architectures``, ``tasks``, ``obs_maps``, ``models``, ``message_names``. Give the critic the same.
         blend: ``"mixture"`` or ``"product_of_experts"`` (needs experts with a state-independent Gaussian std).
         action_groups: per-limb gating ``{name: [action indices]}`` partitioning ``0..A-1``, e.g.
             ``{"legs": [0, ..., 11], "arm": [12, ..., 17]}``; None: one weight vector for all actions.
@@ -382,19 +400,10 @@ class MoEActor(ExpertMixture):
             needs ``blend="mixture"``); ``"gaussian"``: sample a Gaussian around the blend (the only choice
             for ``blend="product_of_experts"``).
         expert_choice_hold_steps: with ``expert_choice``, mean number of policy steps a choice is kept.
-        distribution_cfg: with ``exploration="gaussian"``, the output distribution; default: rsl_rl ``GaussianDistribution`` with a scalar,
-            per-action std initialised to the mean of the experts' stds (1.0 if an expert has none).
+        distribution_cfg: with ``exploration="gaussian"``, the output distribution; default: rsl_rl
+            ``GaussianDistribution`` with a scalar, per-action std initialised to the mean of the experts' stds
+            (1.0 if an expert has none).
             Must take its parameters from outside the network (GaussianDistribution).
-        legacy_architectures: ``{expert name: {"activation": ..., ...}}`` for rsl_rl 1.x-5.x expert files without our
-            model description (rsl_rl_moe.modules.importers).
-        override_prefix: config path named in error messages.
-        expert_models: ``{name: description}`` from a mixture checkpoint's ``infos["expert_models"]``: rebuild
-            these experts (weights to come from that checkpoint) instead of reading the expert files.
-        expert_tasks: ``{name: task}``: the task (env name) each expert file should record; a file recording
-            another loads with a warning naming both (:func:`rsl_rl_moe.modules.experts.load_expert`).
-        expert_obs: ``{expert: {group the expert was trained on: env group}}``: that expert reads the env group
-            under its own group name (the env must provide it with the same width), e.g.
-            ``{go2: {policy: legged_gym_policy}}``.
         action_maps: ``{expert: {indices: [...], scale: [...], offset: [...]}}``: the expert writes only the env
             actions ``indices`` (one per expert output, unique), as ``scale * a_e + offset`` (defaults 1 and 0).
             Needs ``action_groups``; in each group the gate weights only experts that write all of its actions.
@@ -408,16 +417,13 @@ class MoEActor(ExpertMixture):
                 "exploration='expert_choice' samples the mixture sum_i w_i N(a_i, std): it needs blend='mixture' "
                 "and no distribution_cfg"
             )
-        experts = load_experts(
-            obs, output_dim, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
-            expert_models, expert_tasks, expert_obs, frozenset(action_maps or {}),
-        )
+        sources = as_expert_sources(expert_sources)
+        experts = load_experts(sources, obs, output_dim, frozenset(action_maps or {}))
         group_names, action_to_group = _resolve_action_groups(action_groups, output_dim)
-        maps = _resolve_action_maps(action_maps, experts, output_dim, override_prefix)
-        allowed = _allowed_experts(maps, [e.name for e in experts], group_names, action_to_group, override_prefix)
+        maps = _resolve_action_maps(action_maps, experts, output_dim, sources)
+        allowed = _allowed_experts(maps, [e.name for e in experts], group_names, action_to_group, sources)
         super().__init__(
-            obs, obs_groups, obs_set, experts, "actor", freeze_experts, obs_moe, len(group_names) or None,
-            expert_obs, allowed,
+            obs, obs_groups, obs_set, sources, experts, "actor", obs_moe, len(group_names) or None, allowed
         )
         self.action_maps = nn.ModuleDict(maps)
         self.num_actions = output_dim
@@ -439,7 +445,9 @@ class MoEActor(ExpertMixture):
             self.expert_precision: torch.Tensor | None = None
         if exploration == "expert_choice":
             self.distribution = ExpertChoiceDistribution(
-                self.action_to_group, _mean_expert_std(list(stds.values()), output_dim), expert_choice_hold_steps,
+                self.action_to_group,
+                _mean_expert_std(list(stds.values()), output_dim),
+                expert_choice_hold_steps,
                 allowed,
             )
         else:
@@ -527,7 +535,9 @@ class MoEActor(ExpertMixture):
         """Log-probability ``(N,)`` of actions ``(N, A)`` under the current distribution."""
         return self.distribution.log_prob(outputs)
 
-    def get_kl_divergence(self, old_params: tuple[torch.Tensor, ...], new_params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def get_kl_divergence(
+        self, old_params: tuple[torch.Tensor, ...], new_params: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         """KL(old || new) ``(N,)`` between two parameterisations of the distribution."""
         return self.distribution.kl_divergence(old_params, new_params)
 
@@ -547,10 +557,6 @@ class MoEActor(ExpertMixture):
     def as_onnx(self, verbose: bool = False) -> nn.Module:
         """The whole blended policy for ``torch.onnx.export`` (``get_dummy_inputs``, ``input_names``, ...)."""
         return _ExportedMoEPolicy(self)
-
-
-ActorCriticMoE = MoEActor
-"""The user guide's name for the MoE actor model."""
 
 
 class _ExpertSlice(nn.Module):
@@ -602,7 +608,9 @@ class _ExportedMoEPolicy(nn.Module):
         means: list[torch.Tensor] = []
         for expert in self.experts:
             means.append(expert(x))
-        return blend_actions(per_action_weights(weights, self.action_to_group), torch.stack(means, dim=-1), self.expert_precision)
+        return blend_actions(
+            per_action_weights(weights, self.action_to_group), torch.stack(means, dim=-1), self.expert_precision
+        )
 
     @torch.jit.export
     def reset(self) -> None:
@@ -633,35 +641,24 @@ class MoECritic(ExpertMixture):
         obs_groups: dict[str, list[str]],
         obs_set: str,
         output_dim: int,
-        base_ckpt_path: str | None = None,
-        arm_ckpt_path: str | None = None,
-        expert_ckpt_paths: dict[str, str] | None = None,
-        freeze_experts: bool = True,
+        expert_sources: ExpertSources | Mapping,
         obs_moe: dict | None = None,
         residual_hidden_dims: tuple[int, ...] | list[int] | None = (256, 128),
         residual_activation: str = "elu",
-        legacy_architectures: dict[str, dict] | None = None,
-        override_prefix: str = DEFAULT_OVERRIDE_PREFIX,
-        expert_models: dict[str, dict] | None = None,
-        expert_tasks: dict[str, str | None] | None = None,
-        expert_obs: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Args:
         obs, obs_groups, obs_set, output_dim: as rsl_rl passes them (``output_dim`` must be 1).
-        base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, freeze_experts, legacy_architectures,
-        override_prefix, expert_models, expert_tasks, expert_obs: as for :class:`MoEActor` (use the same
-        experts). A partial expert's value is used like any other (its action map does not matter here).
+        expert_sources: as for :class:`MoEActor` (give both the same). A partial expert's value is used like any
+            other (the actor's action maps do not matter here).
         obs_moe: config of this critic's own gate (keys of :class:`ObsMoE`), reading the critic observation set.
         residual_hidden_dims: hidden widths of the residual MLP; None: no residual.
         residual_activation: activation of the residual MLP.
         """
         if output_dim != 1:
             raise ValueError(f"MoECritic outputs a value (output_dim=1), got output_dim={output_dim}")
-        experts = load_experts(
-            obs, None, base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, legacy_architectures, override_prefix,
-            expert_models, expert_tasks, expert_obs,
-        )
-        super().__init__(obs, obs_groups, obs_set, experts, "critic", freeze_experts, obs_moe, None, expert_obs)
+        sources = as_expert_sources(expert_sources)
+        experts = load_experts(sources, obs, None)
+        super().__init__(obs, obs_groups, obs_set, sources, experts, "critic", obs_moe, None)
         if residual_hidden_dims is None:
             self.residual = None
         else:

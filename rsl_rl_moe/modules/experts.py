@@ -20,18 +20,25 @@ Refused with one line naming what was found or is missing: recurrent, CNN or stu
 state-dependent std (3.1+ ``state_dependent_std``, 5.x heteroscedastic / Beta distributions), incomplete
 normaliser state, any other layout, and a converted file without ``legacy_architectures.<expert>``.
 
+A mixture's experts are given by one :class:`ExpertSources` (``experts: {name: path}``, any number, in gate order,
+plus how they are loaded and treated), the same object for the MoE actor and the MoE critic; :func:`load_experts`
+rebuilds them.
+
 Observation widths and the action count are checked against the environment before any weight is loaded; errors
-name both numbers and the override that sets the path. An expert trained on another observation layout reads its
-groups from other env groups by name (``expert_obs: {<expert>: {<its group>: <env group>}}``, :func:`expert_obs_view`);
-the env must provide those groups, with the widths the expert was trained on. A caller that knows which task each expert is for passes ``expected_task`` / ``expert_tasks``: a
-self-describing file that records another task (``infos["env"]["name"]``, the env it was trained on) loads
-with an :class:`ExpertTaskWarning` naming both.
+name both numbers and the argument that sets the path (``experts['base']``, or the caller's own name for it:
+:attr:`ExpertSources.message_names`). An expert trained on another observation layout reads its groups from other
+env groups by name (``obs_maps: {<expert>: {<its group>: <env group>}}``, :func:`expert_obs_view`); the env must
+provide those groups, with the widths the expert was trained on. A caller that knows which task each expert is for
+passes ``expected_task`` / ``ExpertSources.tasks``: a self-describing file that records another task
+(``infos["env"]["name"]``, the env it was trained on) loads with an :class:`ExpertTaskWarning` naming both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 from rsl_rl.models import MLPModel
@@ -39,10 +46,11 @@ from rsl_rl.modules import GaussianDistribution
 from rsl_rl.utils import resolve_callable
 from tensordict import TensorDict
 
-from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint
+from rsl_rl_moe.checkpoint import CheckpointError, entry_name, is_self_describing, load_checkpoint, upgrade_model_cfg
 from rsl_rl_moe.finite import first_nonfinite, state_dict_entries
 from rsl_rl_moe.modules import importers
 from rsl_rl_moe.modules.own_actions import OwnActionsMLPModel
+
 
 class ExpertTaskWarning(UserWarning):
     """An expert file records a task (the name of the env it was trained on) other than the one expected of it."""
@@ -53,7 +61,7 @@ class Expert:
     """One pre-trained expert rebuilt from its file."""
 
     name: str
-    """Expert name (``"base"``, ``"arm"``, or a key of ``expert_ckpt_paths``)."""
+    """Expert name: its key in :attr:`ExpertSources.experts`."""
     path: str
     """File it was loaded from."""
     actor: MLPModel
@@ -79,80 +87,134 @@ class Expert:
         return dist.std[0].detach().clone()
 
 
-def expert_paths(
-    base_ckpt_path: str | None,
-    arm_ckpt_path: str | None,
-    expert_ckpt_paths: dict[str, str] | None,
-    override_prefix: str,
-) -> dict[str, tuple[str, str]]:
-    """Ordered ``{name: (path, override)}`` of the configured experts: base, arm, then the map.
+@dataclass(frozen=True)
+class ExpertSources:
+    """Where a mixture's experts come from and how they are treated: one object, given to both the MoE actor and
+    the MoE critic (:class:`~rsl_rl_moe.modules.MoEActor`, :class:`~rsl_rl_moe.modules.MoECritic`), which therefore
+    use the same experts. Plain data: a train config holds it as a dict (:meth:`as_dict`; checkpoints store model
+    configs and load with ``weights_only=True``), the models take either form (:meth:`from_dict`).
 
-    Raises:
-        ValueError: fewer than 2 experts, or a name used twice.
+    Example: ``ExpertSources(experts={"walk": "walk.pt", "reach": "reach.pt", "go2": "go2.pt"}, freeze=True)``.
+
+    Raises (on construction):
+        ValueError: fewer than 2 experts, a name that is not a Python identifier, or an ``obs_maps`` entry for an
+            expert that is not configured.
     """
-    named: dict[str, tuple[str, str]] = {}
-    for name, path in (("base", base_ckpt_path), ("arm", arm_ckpt_path)):
-        if path:
-            named[name] = (path, f"{override_prefix}.{name}_ckpt_path")
-    for name, path in (expert_ckpt_paths or {}).items():
-        if not name.isidentifier():
-            raise ValueError(f"expert name {name!r} in expert_ckpt_paths must be a Python identifier (no dots)")
-        if name in named:
-            raise ValueError(f"expert name {name!r} is given twice (as {name}_ckpt_path and in expert_ckpt_paths)")
-        named[name] = (path, f"{override_prefix}.expert_ckpt_paths.{name}")
-    if len(named) < 2:
-        raise ValueError(
-            f"a mixture needs at least 2 experts, got {len(named)} ({list(named) or 'none'}): set "
-            f"`{override_prefix}.base_ckpt_path=...` and `{override_prefix}.arm_ckpt_path=...`, "
-            f"or add `{override_prefix}.expert_ckpt_paths.<name>=...`"
-        )
-    return named
+
+    experts: dict[str, str] = field(default_factory=dict)
+    """``{name: checkpoint path}``, in gate order (the last axis of the gate weights); at least 2. Names are
+    Python identifiers (they become module and TensorBoard names)."""
+    freeze: bool = True
+    """Experts get no gradient and stay in eval mode (:meth:`~rsl_rl_moe.modules.ExpertMixture.expert_checksum`
+    proves it)."""
+    legacy_architectures: dict[str, dict] = field(default_factory=dict)
+    """``{name: {"activation": ..., ...}}`` for plain rsl_rl 1.x-5.x files without our model description
+    (:mod:`rsl_rl_moe.modules.importers`)."""
+    tasks: dict[str, str | None] = field(default_factory=dict)
+    """``{name: task}``: the task (env name) each expert file should record; a file recording another loads with an
+    :class:`ExpertTaskWarning` naming both. Names that are not experts and None values are not checked."""
+    obs_maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``{name: {group the expert was trained on: env group}}``: that expert reads the env group under its own group
+    name (same width), e.g. ``{"go2": {"policy": "legged_gym_policy"}}`` (:func:`expert_obs_view`)."""
+    models: dict[str, dict] | None = None
+    """``{name: description}`` from a mixture checkpoint's ``infos["expert_models"]``: rebuild these experts
+    (weights to come from that checkpoint) instead of reading the files of ``experts``."""
+    message_names: dict[str, str] = field(default_factory=dict)
+    """For messages only: how the caller's config names these arguments, ``{argument: name}``. An argument is a
+    field (``"tasks"``), one entry of a field (``"experts.base"``) or an argument of the mixture that messages name
+    alongside (``"action_maps"``, ``"action_groups"``), e.g. ``{"experts.base":
+    "runner.alg.actor_critic.base_ckpt_path", "experts": "runner.alg.actor_critic.expert_ckpt_paths"}``. Arguments
+    without one are named as the library spells them: ``experts['base']``, ``obs_maps['go2']['policy']``
+    (:meth:`name_of`)."""
+
+    def __post_init__(self) -> None:
+        for name in ("experts", "legacy_architectures", "tasks", "obs_maps", "message_names"):
+            object.__setattr__(self, name, dict(getattr(self, name) or {}))
+        if self.models is not None:
+            object.__setattr__(self, "models", dict(self.models) or None)
+        if not isinstance(self.freeze, bool):
+            raise ValueError(f"`{self.name_of('freeze')}` must be true or false, got {self.freeze!r}")
+        bad = [name for name in self.experts if not (isinstance(name, str) and name.isidentifier())]
+        if bad:
+            raise ValueError(
+                f"expert names {bad} in `{self.name_of('experts')}` must be Python identifiers "
+                "(letters, digits, _; no dots)"
+            )
+        names = self.names
+        if len(names) < 2:
+            named = [f"`{self.name_of('experts', key.split('.', 1)[1])}=...`"
+                     for key in self.message_names if key.startswith("experts.")]  # fmt: skip
+            ways = [*named, f"`{self.name_of('experts', '<name>')}=...`"]
+            ways = f"{', '.join(ways[:-1])} or {ways[-1]}" if len(ways) > 1 else ways[0]
+            raise ValueError(f"a mixture needs at least 2 experts, got {len(names)} ({names or 'none'}): set {ways}")
+        check_expert_names(self.obs_maps, names, self.name_of("obs_maps"))
+
+    @classmethod
+    def from_dict(cls, value: ExpertSources | Mapping) -> ExpertSources:
+        """``value`` itself, or the :class:`ExpertSources` of a dict of its fields (e.g. a train config's).
+
+        Raises:
+            ValueError: a key that is not a field.
+        """
+        if isinstance(value, ExpertSources):
+            return value
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ValueError(f"expert_sources takes keys {fields}; got unknown {unknown}")
+        return cls(**value)
+
+    def as_dict(self) -> dict:
+        """The fields as plain dicts, lists and strings (for a train config or a checkpoint)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def names(self) -> list[str]:
+        """Expert names in gate order: those of ``models`` when given, else those of ``experts``."""
+        return list(self.models) if self.models else list(self.experts)
+
+    def name_of(self, argument: str, *keys: str) -> str:
+        """How messages name ``argument`` (and an entry ``keys`` of it): the caller's name from
+        :attr:`message_names` for the longest of ``argument``, ``argument.key0``, ... it has, the remaining keys
+        appended in that name's style (:func:`~rsl_rl_moe.checkpoint.entry_name`); else the library's spelling,
+        ``experts['base']``."""
+        parts = (argument, *keys)
+        for n in range(len(parts), 0, -1):
+            name = self.message_names.get(".".join(parts[:n]))
+            if name is not None:
+                return entry_name(name, *parts[n:])
+        return entry_name(f"{argument}[{keys[0]!r}]", *keys[1:]) if keys else argument
 
 
 def load_experts(
+    sources: ExpertSources,
     obs: TensorDict,
     num_actions: int | None,
-    base_ckpt_path: str | None,
-    arm_ckpt_path: str | None,
-    expert_ckpt_paths: dict[str, str] | None,
-    legacy_architectures: dict[str, dict] | None,
-    override_prefix: str,
-    expert_models: dict[str, dict] | None = None,
-    expert_tasks: dict[str, str | None] | None = None,
-    expert_obs: dict[str, dict[str, str]] | None = None,
     partial_experts: set[str] | frozenset[str] = frozenset(),
 ) -> list[Expert]:
-    """Load every configured expert (see :func:`expert_paths` and :func:`load_expert`), in order; with
-    ``expert_models`` (a mixture checkpoint's descriptions), rebuild those instead and read no file.
-    ``expert_tasks``: ``{expert name: task its file should record}`` (``override_prefix.expert_tasks``); names
-    not configured as experts and None values are not checked. ``expert_obs``: ``{expert name: {group the
-    expert was trained on: env group it reads instead}}`` (``override_prefix.expert_obs``).
-    ``partial_experts``: experts whose action count is not checked against ``num_actions`` (they have an
-    action map; the caller checks them)."""
-    names = list(expert_models) if expert_models else list(
-        expert_paths(base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, override_prefix)
-    )
-    check_expert_names(expert_obs, names, f"{override_prefix}.expert_obs")
-    expert_obs = expert_obs or {}
-    if expert_models:
-        return experts_from_models(expert_models, obs, num_actions, expert_obs, partial_experts, override_prefix)
+    """Every expert of ``sources``, in gate order: rebuilt from ``sources.models`` when given (no file is read),
+    else loaded from the files of ``sources.experts`` (:func:`load_expert`, which checks them against ``obs`` and
+    ``num_actions``). ``partial_experts``: experts whose action count is not checked against ``num_actions`` (they
+    have an action map; the caller checks them)."""
+    if sources.models:
+        return experts_from_models(sources.models, obs, num_actions, partial_experts, sources)
     return [
         load_expert(
             name,
             path,
             obs,
             num_actions,
-            override,
-            (legacy_architectures or {}).get(name),
-            f"{override_prefix}.legacy_architectures.{name}",
+            sources.name_of("experts", name),
+            sources.legacy_architectures.get(name),
+            sources.name_of("legacy_architectures", name),
             device=obs.device,
-            expected_task=(expert_tasks or {}).get(name),
-            expected_task_override=f"{override_prefix}.expert_tasks.{name}",
-            obs_map=expert_obs.get(name),
-            obs_map_override=f"{override_prefix}.expert_obs.{name}",
+            expected_task=sources.tasks.get(name),
+            expected_task_override=sources.name_of("tasks", name),
+            obs_map=sources.obs_maps.get(name),
+            obs_map_override=sources.name_of("obs_maps", name),
             check_num_actions=name not in partial_experts,
         )
-        for name, (path, override) in expert_paths(base_ckpt_path, arm_ckpt_path, expert_ckpt_paths, override_prefix).items()
+        for name, path in sources.experts.items()
     ]
 
 
@@ -163,12 +225,12 @@ def load_expert(
     num_actions: int | None,
     override: str,
     legacy_architecture: dict | None = None,
-    legacy_override: str = "legacy_architectures.<expert>",
+    legacy_override: str = "legacy_architecture",
     device: str | torch.device = "cpu",
     expected_task: str | None = None,
-    expected_task_override: str = "expert_tasks.<expert>",
+    expected_task_override: str = "expected_task",
     obs_map: dict[str, str] | None = None,
-    obs_map_override: str = "expert_obs.<expert>",
+    obs_map_override: str = "obs_map",
     check_num_actions: bool = True,
 ) -> Expert:
     """Rebuild the expert stored at ``path`` for an env whose observations look like ``obs``.
@@ -178,19 +240,19 @@ def load_expert(
         path: checkpoint file.
         obs: a batch of env observations (only group names and widths are used).
         num_actions: the env's action count A (None: not checked).
-        override: the config override that sets ``path``, named in messages.
+        override: how messages name the setting of ``path`` (a caller's config override, or its argument name).
         legacy_architecture: for plain rsl_rl files (1.x-5.x) only: ``{"activation": "elu"}`` plus optionally
             ``actor_hidden_dims`` / ``critic_hidden_dims`` (checked against the weights) and
             ``obs_groups`` (default ``{"actor": ["policy"], "critic": <actor groups>}``).
-        legacy_override: the config override that sets ``legacy_architecture``, named in messages.
+        legacy_override: how messages name the setting of ``legacy_architecture``.
         device: device of the rebuilt models.
         expected_task: the task this expert is used for (the env name its file should record in
             ``infos["env"]["name"]``); None: not checked. A file recording another task still loads, with an
             :class:`ExpertTaskWarning` naming both; files that record none (plain rsl_rl files) are not checked.
-        expected_task_override: the config override that sets ``expected_task``, named in the warning.
+        expected_task_override: how the warning names the setting of ``expected_task``.
         obs_map: ``{group the expert was trained on: env group}``: the expert reads that env group under its
             own group name (:func:`expert_obs_view`); widths must match.
-        obs_map_override: the config override that sets ``obs_map``, named in messages.
+        obs_map_override: how messages name the setting of ``obs_map``.
         check_num_actions: compare the expert's action count with ``num_actions`` (False for an expert with
             an action map).
 
@@ -233,13 +295,13 @@ def experts_from_models(
     expert_models: dict[str, dict],
     obs: TensorDict,
     num_actions: int | None,
-    expert_obs: dict[str, dict[str, str]] | None = None,
     partial_experts: set[str] | frozenset[str] = frozenset(),
-    override_prefix: str = "",
+    sources: ExpertSources | None = None,
 ) -> list[Expert]:
     """Experts of the described architectures (``{name: model description}``, in gate order), with freshly
     initialised weights: a mixture checkpoint's state dicts hold the real ones and overwrite them on load.
-    ``expert_obs`` and ``partial_experts`` as for :func:`load_experts`.
+    ``partial_experts`` as for :func:`load_experts`; ``sources``: the experts' observation maps and the names
+    messages give them (none: no maps).
 
     Raises:
         CheckpointError: a description that does not fit the env (observation widths, action count).
@@ -247,8 +309,8 @@ def experts_from_models(
     experts = []
     for name, model in expert_models.items():
         where = f"expert {name!r} (described in the mixture's checkpoint)"
-        obs_map = (expert_obs or {}).get(name)
-        map_override = f"{override_prefix}.expert_obs.{name}".lstrip(".")
+        obs_map = sources.obs_maps.get(name) if sources else None
+        map_override = sources.name_of("obs_maps", name) if sources else "obs_map"
         view = _mapped_obs(obs, obs_map, where, map_override)
         _check_obs_map_keys(model, obs_map, where, map_override)
         _check_group_dims(model, view, where, obs_map, map_override)
@@ -272,7 +334,8 @@ def expert_obs_view(obs: TensorDict, obs_map: dict[str, str] | None) -> TensorDi
 
 
 def check_expert_names(per_expert: dict | None, names: list[str], override: str) -> None:
-    """Every key of a per-expert config map (``expert_obs``, ``action_maps``) must be a configured expert."""
+    """Every key of a per-expert map (``obs_maps``, ``action_maps``; named ``override`` in the message) must be a
+    configured expert."""
     unknown = [k for k in (per_expert or {}) if k not in names]
     if unknown:
         raise ValueError(f"`{override}` names experts {unknown} that are not configured (experts: {names})")
@@ -283,7 +346,8 @@ def _mapped_obs(obs: TensorDict, obs_map: dict[str, str] | None, where: str, ove
     for expert_group, env_group in (obs_map or {}).items():
         if env_group not in obs.keys():
             raise CheckpointError(
-                f"{where}: `{override}.{expert_group}={env_group}` reads env observation group {env_group!r}, which "
+                f"{where}: `{entry_name(override, expert_group)}={env_group}` "
+                f"reads env observation group {env_group!r}, which "
                 f"the env does not provide (env groups: {list(obs.keys())}); the env must provide it"
             )
     return expert_obs_view(obs, obs_map)
@@ -309,19 +373,18 @@ def _check_group_dims(
             if group not in obs.keys():
                 raise CheckpointError(
                     f"{where}: its {part} reads observation group {group!r}, which the env does not provide "
-                    f"(env groups: {list(obs.keys())}; map it to an env group with `{override or 'expert_obs.<expert>'}"
-                    f".{group}=<env group>`)"
+                    f"(env groups: {list(obs.keys())}; map it to an env group with "
+                    f"`{entry_name(override or 'obs_map', group)}=<env group>`)"
                 )
             expected, got = model["obs_group_dims"][group], obs[group].shape[-1]
             if expected != got and group in (obs_map or {}):
                 raise CheckpointError(
                     f"{where}: observation group {group!r} has {expected} values in the expert but the env group "
-                    f"{obs_map[group]!r} it reads instead (`{override}.{group}`) has {got}"
+                    f"{obs_map[group]!r} it reads instead (`{entry_name(override, group)}`) has {got}"
                 )
             if expected != got:
                 raise CheckpointError(
-                    f"{where}: observation group {group!r} has {expected} values in the expert "
-                    f"but {got} in the env"
+                    f"{where}: observation group {group!r} has {expected} values in the expert but {got} in the env"
                 )
 
 
@@ -343,7 +406,7 @@ def _check_num_actions(model: dict, num_actions: int | None, where: str) -> None
     if num_actions is not None and model["num_actions"] != num_actions:
         raise CheckpointError(
             f"{where} outputs {model['num_actions']} actions but the env has {num_actions} actions (an expert for "
-            f"part of the body needs an action map, `action_maps.<expert>`)"
+            f"part of the body needs an action map: the mixture's `action_maps`)"
         )
 
 
@@ -353,14 +416,14 @@ def _check_input_width(sd: dict, groups: list[str], obs: TensorDict, where: str,
     if missing:
         raise CheckpointError(
             f"{where}: its {part} reads observation groups {missing}, which the env does not provide "
-            f"(env groups: {list(obs.keys())}; set `{override}.obs_groups`)"
+            f"(env groups: {list(obs.keys())}; set `{entry_name(override, 'obs_groups')}`)"
         )
     expected = sd["mlp.0.weight"].shape[1]
     got = sum(obs[g].shape[-1] for g in groups)
     if expected != got:
         raise CheckpointError(
             f"{where}: its {part} takes {expected} observation values but the env groups {groups} "
-            f"provide {got} (set `{override}.obs_groups`, or map them with `expert_obs`)"
+            f"provide {got} (set `{entry_name(override, 'obs_groups')}`, or map them to other env groups)"
         )
 
 
@@ -368,7 +431,7 @@ def _build(
     model: dict, part: str, obs: TensorDict, output_dim: int, state_dict: dict | None, where: str, device
 ) -> MLPModel:
     """Instantiate one part (``"actor"`` / ``"critic"``) and load its weights (None: keep the initial ones)."""
-    cfg = dict(model[part])
+    cfg = upgrade_model_cfg(model[part])  # e.g. an older mixture's class name, refused below by its current one
     cls = resolve_callable(cfg.pop("class_name", "rsl_rl.models:MLPModel"))
     if cls is OwnActionsMLPModel:  # trained beside a partner; its inference and weights are MLPModel's
         cls = MLPModel

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 from rsl_rl.utils import resolve_nn_activation
 
-from rsl_rl_moe.checkpoint import CheckpointError
+from rsl_rl_moe.checkpoint import CheckpointError, entry_name
 
 EPS = 1e-2
 """Normaliser eps of every rsl_rl generation (1.x has none) and of 5.5.1: outputs ``(x - mean) / (std + EPS)``."""
@@ -142,7 +142,7 @@ def convert(imported: ImportedCheckpoint, architecture: dict, where: str, overri
         architecture: ``{"activation": ...}`` plus optionally ``actor_hidden_dims`` / ``critic_hidden_dims`` (checked
             against the weights) and ``obs_groups`` (default ``{"actor": ["policy"], "critic": <actor groups>}``).
         where: description of the file, used in messages.
-        override: the config override that sets ``architecture``, named in messages.
+        override: how messages name the setting of ``architecture`` (a config override or an argument name).
 
     Returns:
         ``(model description, actor state dict, critic state dict)``; the description has the shape of
@@ -151,7 +151,7 @@ def convert(imported: ImportedCheckpoint, architecture: dict, where: str, overri
     if "activation" not in architecture:
         raise _refuse(
             f"{where}: `{override}` is {architecture} without `activation`, which the file does not store: "
-            f"add `{override}.activation=elu` (or the activation it was trained with)"
+            f"add `{entry_name(override, 'activation')}=elu` (or the activation it was trained with)"
         )
     activation = _activation(str(architecture["activation"]), imported, where, override)
     for name, part in (("actor", imported.actor), ("critic", imported.critic)):
@@ -201,8 +201,12 @@ def _read_1x_3x(payload: dict, where: str) -> ImportedCheckpoint:
     if not isinstance(sd, dict):
         raise _refuse(f"{where}: `model_state_dict` is a {type(sd).__name__}, expected a state dict")
     groups, std_keys = _split(
-        sd, ("actor", "critic", "actor_obs_normalizer", "critic_obs_normalizer"), ("std", "log_std"), where,
-        "model_state_dict", "a recurrent (memory_a / memory_c), CNN or student-teacher policy is not converted",
+        sd,
+        ("actor", "critic", "actor_obs_normalizer", "critic_obs_normalizer"),
+        ("std", "log_std"),
+        where,
+        "model_state_dict",
+        "a recurrent (memory_a / memory_c), CNN or student-teacher policy is not converted",
     )
     std_type, std = _std(std_keys, where, "model_state_dict", "rsl_rl 3.1+ `state_dependent_std=True`")
     actor = _part(groups.get("actor"), "actor", where, "model_state_dict")
@@ -223,8 +227,11 @@ def _read_1x_3x(payload: dict, where: str) -> ImportedCheckpoint:
             found = "obs_norm_state_dict" if critic_norm_key is None else critic_norm_key
             raise _refuse(
                 f"{where} is an rsl_rl 2.x checkpoint with `{found}` but without "
-                + ("`critic_obs_norm_state_dict` (2.0-2.2) or `privileged_obs_norm_state_dict` (2.3)"
-                   if critic_norm_key is None else "`obs_norm_state_dict`")
+                + (
+                    "`critic_obs_norm_state_dict` (2.0-2.2) or `privileged_obs_norm_state_dict` (2.3)"
+                    if critic_norm_key is None
+                    else "`obs_norm_state_dict`"
+                )
                 + ": the runner saves both; the missing normaliser cannot be rebuilt"
             )
         generation = "rsl_rl 2.x (empirical normalisation)"
@@ -269,7 +276,9 @@ def _read_4x_5x(payload: dict, where: str) -> ImportedCheckpoint:
         payload["critic_state_dict"], ("mlp", "obs_normalizer"), (), where, "critic_state_dict", hint
     )
     std_type, std = _std(
-        std_keys, where, "actor_state_dict",
+        std_keys,
+        where,
+        "actor_state_dict",
         "4.x `state_dependent_std=True`, 5.x HeteroscedasticGaussianDistribution / BetaDistribution",
     )
     is_5x = any(k.startswith("distribution.") for k in std_keys)
@@ -308,7 +317,7 @@ def _split(
         if prefix is None:
             other.append(key)
         else:
-            groups.setdefault(prefix, {})[key[len(prefix) + 1:]] = value
+            groups.setdefault(prefix, {})[key[len(prefix) + 1 :]] = value
     if other:
         other.sort()
         raise _refuse(
@@ -409,10 +418,13 @@ def _activation(name: str, imported: ImportedCheckpoint, where: str, override: s
     elif name == "crelu" and imported.crelu_ambiguous:
         raise _refuse(
             f"{where}: activation `crelu` is ambiguous for an {imported.generation} file: rsl_rl 1.x built nn.ReLU "
-            f"from that name, 2.2 and later nn.CELU; state `{override}.activation=relu` or `{override}.activation=celu`"
+            f"from that name, 2.2 and later nn.CELU; state `{entry_name(override, 'activation')}=relu` or "
+            f"`{entry_name(override, 'activation')}=celu`"
         )
     try:
         resolve_nn_activation(name)
     except (ValueError, KeyError) as exc:
-        raise _refuse(f"{where}: `{override}.activation={name}` is not an activation rsl_rl 5.5 knows ({exc})") from exc
+        raise _refuse(
+            f"{where}: `{entry_name(override, 'activation')}={name}` is not an activation rsl_rl 5.5 knows ({exc})"
+        ) from exc
     return name

@@ -211,7 +211,9 @@ class ObsMoE(nn.Module):
         shape = (num_experts,) if num_groups is None else (num_groups, num_experts)
         allowed = torch.ones(shape, dtype=torch.bool) if allowed_experts is None else allowed_experts.bool()
         if allowed.shape != shape or not allowed.any(dim=-1).all():
-            raise ValueError(f"allowed_experts must be a {tuple(shape)} mask with an allowed expert per row, got {allowed}")
+            raise ValueError(
+                f"allowed_experts must be a {tuple(shape)} mask with an allowed expert per row, got {allowed}"
+            )
         # not saved: derived from the config (action maps)
         self.register_buffer("allowed_experts", allowed, persistent=False)
         self.register_load_state_dict_post_hook(_refresh_after_load)

@@ -1,7 +1,8 @@
 """An expert's actor for training beside a partner: PPO counts only the action entries the policy writes itself.
 
-When another expert writes some limbs in some episodes (``env.partner``, :meth:`legged_gym.envs.LeggedRobot.set_partner`),
-the trained policy's own sample for those entries is never applied. rsl_rl's PPO would still give them gradient
+When another expert writes some limbs in some episodes (``env.partner``,
+:meth:`legged_gym.envs.LeggedRobot.set_partner`), the trained policy's own sample for those entries is never
+applied. rsl_rl's PPO would still give them gradient
 with advantages they had no effect on, count them in the KL that sets the learning rate, and push their std up with
 the entropy bonus, with nothing pulling it back: measured on the arm expert, the legs' std rose from 1.0 to 1.6 in
 500 iterations and the robot stepped about while standing on its own legs.
@@ -31,8 +32,10 @@ class OwnActionsMLPModel(MLPModel):
         """MLPModel's forward; remembers the batch's ``own_actions`` (None without the group) for the PPO terms."""
         own = obs[OWN_ACTIONS_GROUP] if OWN_ACTIONS_GROUP in obs.keys() else None
         if own is not None and type(self.distribution) is not GaussianDistribution:
-            raise ValueError(f"{OWN_ACTIONS_GROUP}: only a GaussianDistribution actor can leave entries out, "
-                             f"not {type(self.distribution).__name__}")
+            raise ValueError(
+                f"{OWN_ACTIONS_GROUP}: only a GaussianDistribution actor can leave entries out, "
+                f"not {type(self.distribution).__name__}"
+            )
         self._own_actions = own
         return super().forward(obs, masks, hidden_state, stochastic_output)
 
@@ -54,7 +57,9 @@ class OwnActionsMLPModel(MLPModel):
         own = self._own(per_entry)
         return super().get_output_log_prob(outputs) if own is None else (per_entry * own).sum(dim=-1)
 
-    def get_kl_divergence(self, old_params: tuple[torch.Tensor, ...], new_params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def get_kl_divergence(
+        self, old_params: tuple[torch.Tensor, ...], new_params: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         """(B,) KL between two (mean, std) parameterisations over the policy's own entries."""
         per_entry = torch.distributions.kl_divergence(Normal(*old_params), Normal(*new_params))
         own = self._own(per_entry)

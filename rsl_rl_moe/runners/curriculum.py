@@ -15,6 +15,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field
 
+from rsl_rl_moe.algorithms.hooks import algorithm_name
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -45,15 +47,25 @@ class Curriculum:
             where = f"{config_path}[{i}]"
             unknown = set(spec) - {"start_iteration", "name", "env", "algorithm"}
             if unknown:
-                raise ValueError(f"{where}: unknown keys {sorted(unknown)} (a stage has start_iteration, name, env, algorithm)")
+                raise ValueError(
+                    f"{where}: unknown keys {sorted(unknown)} (a stage has start_iteration, name, env, algorithm)"
+                )
             start = spec.get("start_iteration")
             previous = self.stages[-1].start_iteration if self.stages else -1
             if isinstance(start, bool) or not isinstance(start, int) or start <= previous:
-                raise ValueError(f"{where}.start_iteration={start!r}: must be an integer > {previous} (stages in order)")
+                raise ValueError(
+                    f"{where}.start_iteration={start!r}: must be an integer > {previous} (stages in order)"
+                )
             if not spec.get("env") and not spec.get("algorithm"):
                 raise ValueError(f"{where}: the stage changes nothing (give env and/or algorithm overrides)")
-            self.stages.append(Stage(start, spec.get("name") or f"stage {i + 1}", dict(spec.get("env") or {}),
-                                     dict(spec.get("algorithm") or {})))
+            self.stages.append(
+                Stage(
+                    start,
+                    spec.get("name") or f"stage {i + 1}",
+                    dict(spec.get("env") or {}),
+                    dict(spec.get("algorithm") or {}),
+                )
+            )
         self.applied = 0
         """Number of stages applied so far (``Curriculum/stage``)."""
 
@@ -64,8 +76,10 @@ class Curriculum:
             stage = self.stages[self.applied]
             if stage.env:
                 if not callable(getattr(env, "update_cfg", None)):
-                    raise ValueError(f"curriculum stage {stage.name!r} changes env settings, but "
-                                     f"{type(env).__name__} has no update_cfg(overrides) method")
+                    raise ValueError(
+                        f"curriculum stage {stage.name!r} changes env settings, but "
+                        f"{type(env).__name__} has no update_cfg(overrides) method"
+                    )
                 env.update_cfg(stage.env)
             for name, value in stage.algorithm.items():
                 set_algorithm_setting(alg, name, value, stage.name)
@@ -82,8 +96,10 @@ def set_algorithm_setting(alg, name: str, value, stage_name: str) -> None:
     """Set numeric attribute ``name`` of the algorithm (the learning rate also in its optimizer)."""
     current = getattr(alg, name, None)
     if isinstance(current, bool) or not isinstance(current, numbers.Number) or not isinstance(value, numbers.Number):
-        raise ValueError(f"curriculum stage {stage_name!r}: algorithm.{name}={value!r}: {type(alg).__name__} has no "
-                         f"numeric setting {name!r}")
+        raise ValueError(
+            f"curriculum stage {stage_name!r}: algorithm.{name}={value!r}: {algorithm_name(alg)} has no "
+            f"numeric setting {name!r}"
+        )
     setattr(alg, name, value)
     if name == "learning_rate":
         for group in alg.optimizer.param_groups:

@@ -3,12 +3,13 @@
 Works with any rsl_rl 5.5 VecEnv whose actor is a :class:`~rsl_rl_moe.modules.MoEActor`.
 
 How it hooks into rollouts: rsl_rl's ``learn()`` calls ``alg.act(obs)`` then ``env.step`` at every
-rollout step. The runner wraps ``alg.act``: after the actor's forward it records the actor's
-``last_gate_weights`` ``(N, E)`` (or ``(N, G, E)`` for per-limb gating) together with the env's task
-index ``obs[task_obs_group]`` ``(N, 1)`` into an :class:`~rsl_rl_moe.diagnostics.ExpertSelectionTracker`
-(torch ops, O(1) in the history length). Envs without that group count as one task ``"all"``. Under torchrun each
-step's weights and task ids are gathered from every rank first (in ``alg.act``, which every rank runs), so every
-rank's tracker counts the envs of the whole job and rank 0 logs them.
+rollout step. The runner registers an after-act hook of the algorithm (:mod:`rsl_rl_moe.algorithms.hooks`):
+after the actor's forward it records the actor's ``last_gate_weights`` ``(N, E)`` (or ``(N, G, E)`` for per-limb
+gating) together with the env's task index ``obs[task_obs_group]`` ``(N, 1)`` into an
+:class:`~rsl_rl_moe.diagnostics.ExpertSelectionTracker` (torch ops, O(1) in the history length). Envs without that
+group count as one task ``"all"``. Under torchrun each step's weights and task ids are gathered from every rank
+first (in ``alg.act``, which every rank runs), so every rank's tracker counts the envs of the whole job and rank 0
+logs them.
 
 Written to TensorBoard at every iteration (``<group>`` only with per-limb gating):
 
@@ -19,13 +20,15 @@ Written to TensorBoard at every iteration (``<group>`` only with per-limb gating
   distances between tasks, lifetime counts).
 
 Checkpoints carry the tracker state (``infos["gate_selection"]``) and the diagnostics' conflict-frequency window
-(``infos["diagnostics"]``); :meth:`MoERunner.load` restores both, so resumed runs continue their windows. They also carry each expert's model description
-(``infos["expert_models"]``; the expert weights are in the state dicts already), so with
+(``infos["diagnostics"]``); :meth:`MoERunner.load` restores both, so resumed runs continue their windows. They also
+carry each expert's model description (``infos["expert_models"]``; the expert weights are in the state dicts
+already), so with
 :func:`with_described_experts` a checkpoint plays, evaluates or resumes without the expert files.
 ``gate_logging.enabled: false`` switches the tracker and these tags off.
 
 ``train_cfg["diagnostics"]`` adds gradient conflict, norm monitoring and heatmap images around each update
-(:mod:`rsl_rl_moe.runners.training_diagnostics`); ``diagnostics.enabled: false`` leaves ``alg.update`` untouched.
+(:mod:`rsl_rl_moe.runners.training_diagnostics`), run as an around-update hook of the algorithm (inside the
+:class:`Runner`'s checks); ``diagnostics.enabled: false`` registers no hook.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from rsl_rl.env import VecEnv
 from rsl_rl.utils import resolve_callable
 from tensordict import TensorDict
 
-from rsl_rl_moe.checkpoint import load_checkpoint
-from rsl_rl_moe.distributed import all_gather_rows
+from rsl_rl_moe.checkpoint import load_checkpoint, upgrade_model_cfg
+from rsl_rl_moe.diagnostics import tags
 from rsl_rl_moe.diagnostics.selection import ExpertSelectionTracker
+from rsl_rl_moe.distributed import all_gather_rows
 from rsl_rl_moe.modules.actor_critic_moe import ExpertMixture, MoEActor
 from rsl_rl_moe.runners.runner import Runner
 from rsl_rl_moe.runners.training_diagnostics import DiagnosticsConfig, TrainingDiagnostics
@@ -60,9 +64,10 @@ def with_described_experts(train_cfg: dict, ckpt_path: str) -> dict:
         return train_cfg
     train_cfg = {**train_cfg}
     for part in ("actor", "critic"):
-        cls = resolve_callable(train_cfg[part]["class_name"])
+        cfg = upgrade_model_cfg(train_cfg[part])
+        cls = resolve_callable(cfg["class_name"])
         if isinstance(cls, type) and issubclass(cls, ExpertMixture):
-            train_cfg[part] = {**train_cfg[part], EXPERT_MODELS_KEY: models}
+            train_cfg[part] = {**cfg, "expert_sources": {**cfg["expert_sources"], "models": models}}
     return train_cfg
 
 
@@ -84,13 +89,18 @@ class MoERunner(Runner):
     """
 
     def __init__(
-        self, env: VecEnv, train_cfg: dict, log_dir: str | None = None, device: str = "cpu", env_description: dict | None = None
+        self,
+        env: VecEnv,
+        train_cfg: dict,
+        log_dir: str | None = None,
+        device: str = "cpu",
+        env_description: dict | None = None,
     ):
         super().__init__(env, train_cfg, log_dir=log_dir, device=device, env_description=env_description)
         actor = self.alg.get_policy()
         if not isinstance(actor, MoEActor):
             raise ValueError(
-                f"MoERunner logs the gate of a mixture-of-experts actor (rsl_rl_moe.modules:ActorCriticMoE), "
+                f"MoERunner logs the gate of a mixture-of-experts actor (rsl_rl_moe.modules:MoEActor), "
                 f"got {type(actor).__name__}: use rsl_rl_moe.runners:Runner for other actors"
             )
         cfg = train_cfg.get("gate_logging") or {}
@@ -119,8 +129,7 @@ class MoERunner(Runner):
                 device=self.device,
             )
             self._logged_env_steps = {task: 0 for task in task_names}
-            self._act = self.alg.act
-            self.alg.act = self._act_and_record
+            self.alg.after_act_hooks.append(self._record_gate_weights)
             self.logger.scalar_sources.append(self.gate_scalars)
         self.diagnostics: TrainingDiagnostics | None = None
         diagnostics_cfg = DiagnosticsConfig.from_dict(train_cfg.get("diagnostics"))
@@ -128,22 +137,21 @@ class MoERunner(Runner):
             self.diagnostics = TrainingDiagnostics(
                 self.alg, diagnostics_cfg, task_names, self.task_obs_group, self.gate_tracker, self.logger
             )
-            self._update = self.alg.update
-            self.alg.update = self._update_with_diagnostics
+            self.alg.around_update_hooks.append(self._update_with_diagnostics)
             self.logger.scalar_sources.append(self.diagnostics.scalars)
 
-    def _act_and_record(self, obs: TensorDict) -> torch.Tensor:
-        """``alg.act(obs)``, then record the actor's gate weights of this step with the envs' task ids."""
-        actions = self._act(obs)
+    def _record_gate_weights(self, obs: TensorDict, actions: torch.Tensor) -> None:
+        """After-act hook: record the actor's gate weights of this step with the envs' task ids (``obs``: the
+        step's observations; ``actions`` unused)."""
         task_ids = obs[self.task_obs_group] if self.task_obs_group in obs.keys() else self._single_task
         weights = self.alg.get_policy().last_gate_weights
         # under torchrun every rank records every rank's envs (same tracker everywhere; rank 0 logs it)
         self.gate_tracker.record(all_gather_rows(weights), all_gather_rows(task_ids))
-        return actions
 
-    def _update_with_diagnostics(self) -> dict[str, float]:
-        """``alg.update()`` run through :meth:`TrainingDiagnostics.update`."""
-        return self.diagnostics.update(self._update)
+    def _update_with_diagnostics(self, update) -> dict[str, float]:
+        """Around-update hook: ``update()`` (the rest of ``alg.update()``) run through
+        :meth:`TrainingDiagnostics.update`."""
+        return self.diagnostics.update(update)
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
         """As :class:`Runner`; the diagnostics learn which iteration comes first and take the expert checksums."""
@@ -161,10 +169,10 @@ class MoERunner(Runner):
             for task, per_window in tracker.get_expert_selection_stats(group=group).items():
                 if task not in fresh:
                     continue
-                base = f"moe/{task}" if tracker.num_groups == 1 else f"moe/{task}/{group}"
+                tag_group = None if tracker.num_groups == 1 else group
                 for expert, weight in zip(tracker.expert_names, per_window[self.iteration_window]["mean_weights"]):
-                    out[f"{base}/weight/{expert}"] = weight
-        out.update(tracker.scalars(prefix="moe/selection"))
+                    out[tags.GateWeight(task, expert, tag_group).tag] = weight
+        out.update(tracker.scalars(prefix=tags.RUN_SELECTION))
         self._logged_env_steps = {task: c["env_steps"] for task, c in counts.items()}
         return out
 
@@ -182,10 +190,14 @@ class MoERunner(Runner):
         """As :class:`Runner`'s, without experts rebuilt from descriptions (those travel in ``infos``)."""
         description = super().model_description()
         for part in ("actor", "critic"):
-            description[part] = {k: v for k, v in description[part].items() if k != EXPERT_MODELS_KEY}
+            sources = description[part].get("expert_sources")
+            if sources and sources.get("models"):
+                description[part] = {**description[part], "expert_sources": {**sources, "models": None}}
         return description
 
-    def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
+    def load(
+        self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None
+    ) -> dict:
         """Load as :class:`Runner` does and restore the tracker and diagnostics states the checkpoint has."""
         infos = super().load(path, load_cfg, strict, map_location)
         state = (infos or {}).get(INFOS_KEY)

@@ -20,10 +20,17 @@ class ProgressLogger(Logger):
 
     ``scalar_sources``: callables returning ``{tag: value}``, written to the writer at every iteration
     (how runners add their own TensorBoard scalars, e.g. gate statistics).
+
+    Args:
+        *args, **kwargs: those of rsl_rl's :class:`~rsl_rl.utils.logger.Logger`.
+        progress: ``"line"`` or ``"full"``.
     """
 
-    progress: str = "line"
-    scalar_sources: list[Callable[[], dict[str, float]]]
+    def __init__(self, *args, progress: str = "line", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+        self.scalar_sources: list[Callable[[], dict[str, float]]] = []
+        """Called at every :meth:`log` (rank 0, with a writer); their ``{tag: value}`` go to the writer."""
 
     def log(self, it: int, start_it: int, total_it: int, collect_time: float, learn_time: float, **kwargs) -> None:
         if self.writer is not None:
@@ -31,10 +38,14 @@ class ProgressLogger(Logger):
                 for tag, value in source().items():
                     self.writer.add_scalar(tag, value, it)
         if self.writer is None or self.progress == "full":
-            super().log(it=it, start_it=start_it, total_it=total_it, collect_time=collect_time, learn_time=learn_time, **kwargs)
+            super().log(
+                it=it, start_it=start_it, total_it=total_it, collect_time=collect_time, learn_time=learn_time, **kwargs
+            )
             return
         with contextlib.redirect_stdout(io.StringIO()):
-            super().log(it=it, start_it=start_it, total_it=total_it, collect_time=collect_time, learn_time=learn_time, **kwargs)
+            super().log(
+                it=it, start_it=start_it, total_it=total_it, collect_time=collect_time, learn_time=learn_time, **kwargs
+            )
         steps = self.cfg["num_steps_per_env"] * self.num_envs * self.gpu_world_size
         done = it + 1 - start_it
         eta = self.tot_time / done * (total_it - start_it - done)

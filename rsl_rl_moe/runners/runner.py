@@ -13,7 +13,16 @@ import torch
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 
-from rsl_rl_moe.checkpoint import CheckpointError, is_self_describing, load_checkpoint, make_infos, save_checkpoint
+from rsl_rl_moe.algorithms.hooks import HookedPPO, hooked_algorithm_cfg
+from rsl_rl_moe.checkpoint import (
+    CheckpointError,
+    is_self_describing,
+    load_checkpoint,
+    make_infos,
+    save_checkpoint,
+    upgrade_model_cfg,
+    upgrade_model_description,
+)
 from rsl_rl_moe.distributed import any_rank, device_for_rank, init_process_group, process_info
 from rsl_rl_moe.finite import (
     NonFiniteError,
@@ -27,7 +36,6 @@ from rsl_rl_moe.runners.curriculum import Curriculum
 from rsl_rl_moe.runners.progress import ProgressLogger
 from rsl_rl_moe.runners.stopping import TrainingStopped, stop_signals_ignored, stop_signals_raise
 from rsl_rl_moe.runners.threads import torch_threads
-
 
 ROLLOUT_BUFFERS = ("rewards", "values", "returns", "advantages")
 """Rollout storage buffers checked for NaN / inf before each update."""
@@ -43,6 +51,10 @@ class Runner(OnPolicyRunner):
     - a one-line progress report per iteration (``train_cfg["progress"]``: ``"line"`` or ``"full"``);
     - rollouts with ``train_cfg["rollout_torch_threads"]`` torch threads (None: unchanged), updates with all.
 
+    The algorithm is a :class:`~rsl_rl_moe.algorithms.hooks.HookedPPO` (rsl_rl's ``PPO`` in the config is built as
+    one; ``PPOMoE`` is one): the runner's checks run as one of its ``around_update_hooks`` and nothing of the
+    algorithm or the logger is replaced on the instance.
+
     Args:
         env: any rsl_rl VecEnv.
         train_cfg: rsl_rl train config (flat dict).
@@ -52,13 +64,31 @@ class Runner(OnPolicyRunner):
     """
 
     def __init__(
-        self, env: VecEnv, train_cfg: dict, log_dir: str | None = None, device: str = "cpu", env_description: dict | None = None
+        self,
+        env: VecEnv,
+        train_cfg: dict,
+        log_dir: str | None = None,
+        device: str = "cpu",
+        env_description: dict | None = None,
     ):
+        # model configs of older versions (ActorCriticMoE, base_ckpt_path, ...) in today's spelling
+        train_cfg.update({part: upgrade_model_cfg(train_cfg[part]) for part in ("actor", "critic")})
         self._model_cfg = {"actor": copy.deepcopy(train_cfg["actor"]), "critic": copy.deepcopy(train_cfg["critic"])}
+        train_cfg["algorithm"] = hooked_algorithm_cfg(train_cfg["algorithm"])
         super().__init__(env, train_cfg, log_dir=log_dir, device=device)
-        self.logger.__class__ = ProgressLogger
-        self.logger.progress = train_cfg.get("progress", "line")
-        self.logger.scalar_sources = []
+        self.alg: HookedPPO
+        # rsl_rl's __init__ builds a plain Logger and has no factory for it: build ours with the same arguments
+        self.logger: ProgressLogger = ProgressLogger(
+            log_dir=log_dir,
+            cfg=self.cfg,
+            env_cfg=self.env.cfg,
+            num_envs=self.env.num_envs,
+            is_distributed=self.is_distributed,
+            gpu_world_size=self.gpu_world_size,
+            gpu_global_rank=self.gpu_global_rank,
+            device=self.device,
+            progress=train_cfg.get("progress", "line"),
+        )
         self.env_description = env_description or {}
         self.last_saved_path: str | None = None
         self.last_finished_iteration = -1
@@ -83,7 +113,9 @@ class Runner(OnPolicyRunner):
             self.cfg["multi_gpu"] = None
             return
         if device_for_rank(str(self.device), info) != str(self.device):
-            raise ValueError(f"device={self.device}: this process (local rank {info.local_rank}) must use cuda:{info.local_rank}")
+            raise ValueError(
+                f"device={self.device}: this process (local rank {info.local_rank}) must use cuda:{info.local_rank}"
+            )
         self.cfg["multi_gpu"] = {"global_rank": info.rank, "local_rank": info.local_rank, "world_size": info.world_size}
         init_process_group(str(self.device), info)
 
@@ -105,7 +137,9 @@ class Runner(OnPolicyRunner):
         self.last_saved_path = path
         self.logger.save_model(path, self.current_learning_iteration)
 
-    def load(self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None) -> dict:
+    def load(
+        self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None
+    ) -> dict:
         """Resume from ``path`` (training continues with the iteration after the checkpoint's ``iter``); the
         checkpoint must come from a model of the same sizes, with finite weights. A checkpoint without
         optimizer state (e.g. a shipped expert, see ``scripts/ship_expert.py``) loads its models and iteration
@@ -121,7 +155,9 @@ class Runner(OnPolicyRunner):
                 "(actor_state_dict, critic_state_dict). Older rsl_rl formats cannot be resumed; "
                 "load them as frozen experts instead."
             )
-        nonfinite = first_nonfinite(state_dict_entries({k: payload[k] for k in ("actor_state_dict", "critic_state_dict")}))
+        nonfinite = first_nonfinite(
+            state_dict_entries({k: payload[k] for k in ("actor_state_dict", "critic_state_dict")})
+        )
         if nonfinite is not None:
             raise CheckpointError(f"{path!r} holds non-finite weights: {nonfinite}; refusing to run or resume it")
         if is_self_describing(payload):
@@ -131,7 +167,9 @@ class Runner(OnPolicyRunner):
         try:
             load_iteration = self.alg.load(payload, load_cfg, strict)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path!r} does not fit this model: {exc}{self._settings_hint(path, payload)}") from exc
+            raise CheckpointError(
+                f"{path!r} does not fit this model: {exc}{self._settings_hint(path, payload)}"
+            ) from exc
         if load_iteration:
             self.last_finished_iteration = payload["iter"]
             self.current_learning_iteration = payload["iter"] + 1  # "iter" is the last finished iteration
@@ -142,7 +180,7 @@ class Runner(OnPolicyRunner):
         config, and how to play it with its own (empty if it does not describe itself)."""
         if not is_self_describing(payload):
             return ""
-        saved = {part: payload["infos"]["model"].get(part) for part in ("actor", "critic")}
+        saved = {part: upgrade_model_description(payload["infos"]["model"]).get(part) for part in ("actor", "critic")}
         current = self.model_description()
         differences = config_differences(saved, {part: current[part] for part in ("actor", "critic")})
         if not differences:
@@ -182,19 +220,24 @@ class Runner(OnPolicyRunner):
         - the stages of ``train_cfg["curriculum"]`` due at an iteration apply before its rollout
           (:mod:`rsl_rl_moe.runners.curriculum`).
 
-        A checkpoint's ``iter`` is the last finished iteration; :meth:`load` continues with the next one.
+        The checks, threads and curriculum run in an around-update hook of the algorithm
+        (:mod:`rsl_rl_moe.algorithms.hooks`), the outermost one, registered for the duration of ``learn()``; the
+        gradient check in an optimizer step pre-hook. A checkpoint's ``iter`` is the last finished iteration;
+        :meth:`load` continues with the next one.
         """
-        update = self.alg.update
         learner_threads = torch.get_num_threads()
         first_iteration = self.current_learning_iteration
         self.last_finished_iteration = first_iteration - 1
         models = [("actor", self.alg.actor), ("critic", self.alg.critic)]
         if getattr(self.alg, "rnd", None) is not None:
             models.append(("rnd", self.alg.rnd))
-        named_parameters = [(f"{part}.{name}", p) for part, model in models
-                            for name, p in model.named_parameters() if p.requires_grad]
+        named_parameters = [
+            (f"{part}.{name}", p) for part, model in models for name, p in model.named_parameters() if p.requires_grad
+        ]
 
-        def checked_update(*args, **kwargs):
+        def checked_update(update):
+            """Around-update hook: rollout check, ``update()`` (the diagnostics and the algorithm's update) on the
+            learner threads, then loss / parameter check and the curriculum stages due at the next iteration."""
             iteration = self.last_finished_iteration + 1
             storage = self.alg.storage
             buffers = {f"storage.{k}": getattr(storage, k, None) for k in ROLLOUT_BUFFERS}
@@ -202,7 +245,7 @@ class Runner(OnPolicyRunner):
                 buffers |= {f"storage.observations[{group!r}]": obs for group, obs in storage.observations.items()}
             on_every_rank(check_rollout, buffers, iteration)
             with torch_threads(learner_threads):
-                losses = update(*args, **kwargs)
+                losses = update()
             on_every_rank(check_update, losses, named_parameters, iteration)
             self.last_finished_iteration = iteration
             self._advance_curriculum(iteration + 1)
@@ -212,16 +255,20 @@ class Runner(OnPolicyRunner):
             check_gradients(named_parameters, self.last_finished_iteration + 1)
 
         self._advance_curriculum(first_iteration)
-        self.alg.update = checked_update
-        gradient_checks = [optimizer.register_step_pre_hook(check_gradients_before_step)
-                           for optimizer in (self.alg.optimizer, getattr(getattr(self.alg, "rnd", None), "optimizer", None))
-                           if optimizer is not None]
+        self.alg.around_update_hooks.insert(0, checked_update)  # outermost: around the diagnostics too
+        gradient_checks = [
+            optimizer.register_step_pre_hook(check_gradients_before_step)
+            for optimizer in (self.alg.optimizer, getattr(getattr(self.alg, "rnd", None), "optimizer", None))
+            if optimizer is not None
+        ]
         try:
             with stop_signals_raise(), torch_threads(self.cfg.get("rollout_torch_threads")):
                 super().learn(num_learning_iterations, init_at_random_ep_len)
         except NonFiniteError as exc:
             self._flush_writer()
-            last = f"the last checkpoint is {self.last_saved_path}" if self.last_saved_path else "no checkpoint was saved"
+            last = (
+                f"the last checkpoint is {self.last_saved_path}" if self.last_saved_path else "no checkpoint was saved"
+            )
             raise NonFiniteError(f"{exc}; nothing saved after it, {last}") from None
         except BaseException as exc:
             if self.last_finished_iteration >= first_iteration:
@@ -230,7 +277,7 @@ class Runner(OnPolicyRunner):
             self._flush_writer()
             raise
         finally:
-            self.alg.update = update
+            self.alg.around_update_hooks.remove(checked_update)
             for hook in gradient_checks:
                 hook.remove()
             self.current_learning_iteration = self.last_finished_iteration + 1  # the next learn() continues
@@ -254,7 +301,9 @@ class Runner(OnPolicyRunner):
         try:
             self.save(path)
         except Exception as save_error:  # e.g. a full disk: report it, but let the original error through
-            print(f"training ended early ({reason}); the final save failed too: {save_error}", file=sys.stderr, flush=True)
+            print(
+                f"training ended early ({reason}); the final save failed too: {save_error}", file=sys.stderr, flush=True
+            )
             return
         print(f"training ended early ({reason}): saved {path}", file=sys.stderr, flush=True)
 
@@ -286,4 +335,3 @@ def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str
         elif a != b:
             differences.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} here")
     return differences
-

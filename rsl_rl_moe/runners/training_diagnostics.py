@@ -14,17 +14,22 @@ and runs every ``alg.update()`` through :meth:`TrainingDiagnostics.update`. At t
   of the update's first minibatch BEFORE clipping (captured by
   :func:`~rsl_rl_moe.diagnostics.first_gradients` between ``backward()`` and ``clip_grad_norm_``; under
   torch.distributed they are averaged over the ranks, as the optimizer sees them), statistics of the gate logits
-  of the update's last minibatch (every rank's rows), of the gate input normalisers, and the frozen-expert check, which stops training
-  with :class:`~rsl_rl_moe.diagnostics.FrozenExpertChangedError` naming the expert (checksums taken when
+  of the update's last minibatch (every rank's rows), of the gate input normalisers, and the frozen-expert check,
+  which stops training with :class:`~rsl_rl_moe.diagnostics.FrozenExpertChangedError` naming the expert (checksums
+  taken when
   ``learn()`` starts);
+- every iteration, after the update (when the runner has a selection tracker): the tracker's Wasserstein ground
+  cost between experts, the mean L2 distance between their actions on the update's last minibatch (per action
+  group on that group's actions; :func:`~rsl_rl_moe.diagnostics.grouped_action_ground_cost`), so
+  ``moe/selection[/<group>]/w<W>/wasserstein/<a>__<b>`` is logged next to ``tv`` and ``js``;
 - ``it % image_interval == 0``: task x expert heatmaps of the mean gate weight per selection window and, when
   conflicts were computed in that iteration, the cosine heatmaps (loss terms without gradient on the gate, such
   as the value loss, left out of the image), as TensorBoard images and, for the cosine heatmaps, PNG files
   ``<run>/diagnostics/{conflict_<group>,term_conflict_gate}_it<it>.png``. Images are drawn only where the
   logger has a writer (rank 0 under torch.distributed; none without a log folder).
 
-TensorBoard scalars (step = iteration; ``<group>``: ``gate``, ``gate_<action group>`` (conflict only), ``critic``,
-``std``, ``experts`` (only when not frozen)):
+TensorBoard scalars (step = iteration; every tag built by :mod:`rsl_rl_moe.diagnostics.tags`; ``<group>``: ``gate``,
+``gate_<action group>`` (conflict only), ``critic``, ``std``, ``experts`` (only when not frozen)):
 
 - ``conflict/<group>/...`` (:func:`~rsl_rl_moe.diagnostics.conflict_scalars`) and
   ``term_conflict/gate/...`` (:func:`~rsl_rl_moe.diagnostics.term_conflict_scalars`);
@@ -57,9 +62,11 @@ from rsl_rl_moe.diagnostics import (
     cosine_heatmap,
     figure_to_image,
     first_gradients,
+    grouped_action_ground_cost,
     normalizer_stats,
     save_png,
     selection_heatmap,
+    tags,
     tensor_stats,
     term_conflict_scalars,
 )
@@ -160,7 +167,8 @@ class TrainingDiagnostics:
             )
         if cfg.conflict_interval and alg.symmetry:
             raise ValueError(
-                "gradient conflict does not cover rsl_rl's symmetry extension: set runner.diagnostics.conflict_interval=0"
+                "gradient conflict does not cover rsl_rl's symmetry extension: "
+                "set runner.diagnostics.conflict_interval=0"
             )
         self.alg, self.cfg, self.tracker, self.logger = alg, cfg, tracker, logger
         self.task_names = list(task_names)
@@ -177,7 +185,9 @@ class TrainingDiagnostics:
         self.gates = {"gate": actor.gate} | ({"critic_gate": critic.gate} if moe_critic else {})
         # input normalisers with running statistics (an MLP critic's own, or Identity: no statistics)
         self.normalizers = {"gate": actor.gate.obs_normalizer}
-        self.normalizers["critic"] = critic.gate.obs_normalizer if moe_critic else getattr(critic, "obs_normalizer", None)
+        self.normalizers["critic"] = (
+            critic.gate.obs_normalizer if moe_critic else getattr(critic, "obs_normalizer", None)
+        )
         self.norms: NormMonitor | None = None
         self.iteration = 0
         self._pending: dict[str, float] = {}
@@ -211,7 +221,7 @@ class TrainingDiagnostics:
         images = self._due(self.cfg.image_interval) and self.logger.writer is not None
         if self._due(self.cfg.conflict_interval):
             out |= self._conflicts(images)
-        monitor = self.norms is not None and self._due(self.cfg.monitor_norm_freq)
+        monitor = self.norms is not None and self.norms.should_monitor(self.iteration)
         if monitor:
             out |= self.norms.parameter_norms()
         inner = time.perf_counter()
@@ -222,14 +232,16 @@ class TrainingDiagnostics:
             average_(list(grads.values()))  # the first minibatch's gradient of the whole job, as the optimizer sees it
             out |= self.norms.gradient_norms(grads)
             for name, gate in self.gates.items():
-                out |= tensor_stats(all_gather_rows(gate.last_logits), f"logits/{name}")
+                out |= tensor_stats(all_gather_rows(gate.last_logits), tags.logits_source(name))
             for name, normalizer in self.normalizers.items():
                 if normalizer is not None:
-                    out |= normalizer_stats(normalizer, f"obs_norm/{name}")
+                    out |= normalizer_stats(normalizer, tags.obs_norm_source(name))
             self.norms.check_frozen()
-        if images and self.tracker is not None:
-            self._selection_images()
-        out["Perf/diagnostics_time"] = time.perf_counter() - start - inner
+        if self.tracker is not None:
+            self._set_ground_cost()
+            if images:
+                self._selection_images()
+        out[tags.DiagnosticsTime().tag] = time.perf_counter() - start - inner
         self._pending = out
         self.iteration += 1
         return loss_dict
@@ -254,15 +266,29 @@ class TrainingDiagnostics:
             self._conflict_images(report, terms)
         return conflict_scalars(report) | term_conflict_scalars(terms, "gate")
 
+    def _set_ground_cost(self) -> None:
+        """The tracker's Wasserstein ground cost from the experts' actions on the update's last minibatch (rows of
+        the whole rollout): per action group, the mean L2 distance between two experts' actions on that group's
+        actions (:func:`~rsl_rl_moe.diagnostics.grouped_action_ground_cost`), averaged over the ranks so every
+        rank's tracker logs the same distances."""
+        actor = self.alg.get_policy()
+        actions = actor.last_expert_actions  # (B, A, E) of the actor's last forward
+        if actions is None:
+            return
+        groups = actor.action_to_group if self.tracker.num_groups > 1 else None
+        cost = grouped_action_ground_cost(actions, groups, self.tracker.num_groups)
+        average_([cost])
+        self.tracker.set_ground_cost(cost)
+
     def _conflict_images(self, report: dict[str, GroupConflict], terms: GradientStats) -> None:
         """Task x task cosine heatmap per group, and term x term on the gate (terms without gradient there left out)."""
         for group, stats in report.items():
             figure = cosine_heatmap(stats.cosine, self.task_names, self._title(group))
-            self._image(f"conflict/{group}", figure, png=True)
+            self._image(tags.ConflictImage(group), figure, png=True)
         acting = (terms.norms > 0).nonzero().reshape(-1)  # e.g. the value loss does not reach the actor's gate
         labels = [terms.labels[i] for i in acting]
         figure = cosine_heatmap(terms.cosine[acting][:, acting], labels, self._title("gate, loss terms"))
-        self._image("term_conflict/gate", figure, png=True)
+        self._image(tags.ConflictImage("gate", tags.TERM_CONFLICT), figure, png=True)
 
     def _title(self, what: str) -> str:
         return f"{what}: gradient cosine\nit {self.iteration}"
@@ -271,18 +297,20 @@ class TrainingDiagnostics:
         """Task x expert mean-weight heatmap per window (and action group) of the tracker."""
         tracker = self.tracker
         for group in tracker.group_names:
-            base = "selection" if tracker.num_groups == 1 else f"selection/{group}"
+            tag_group = None if tracker.num_groups == 1 else group
             for window in tracker.windows:
                 matrix = tracker.selection_matrix(window, "mean_weights", group)
                 title = f"mean gate weight\nw{window}, it {self.iteration}"
                 figure = selection_heatmap(matrix, tracker.task_names, tracker.expert_names, title)
-                self._image(f"{base}/w{window}", figure)
+                self._image(tags.SelectionImage(window, tag_group), figure)
 
-    def _image(self, name: str, figure, png: bool = False) -> None:
-        """``images/<name>`` to TensorBoard (writers with ``add_image``); with ``png`` also ``<run>/diagnostics/*.png``."""
+    def _image(self, record: tags.ConflictImage | tags.SelectionImage, figure, png: bool = False) -> None:
+        """``record.tag`` (``images/<name>``) to TensorBoard (writers with ``add_image``); with ``png`` also
+        ``<run>/diagnostics/<name with / as _>_it<it>.png``."""
         writer = self.logger.writer
+        tag = record.tag
         if hasattr(writer, "add_image"):
-            writer.add_image(f"images/{name}", figure_to_image(figure), self.iteration, dataformats="HWC")
+            writer.add_image(tag, figure_to_image(figure), self.iteration, dataformats="HWC")
         if png and self.logger.log_dir is not None:
-            file_name = f"{name.replace('/', '_')}_it{self.iteration}.png"
+            file_name = f"{tag.removeprefix(tags.IMAGES + '/').replace('/', '_')}_it{self.iteration}.png"
             save_png(figure, os.path.join(self.logger.log_dir, "diagnostics", file_name))

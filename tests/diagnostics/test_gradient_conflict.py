@@ -79,10 +79,16 @@ def test_conflict_frequency_over_recent_calls():
     assert monitor.compute(agreeing, task_ids)["gate"].conflict_frequency == 0.0  # window of 2 calls
 
 
-def test_from_per_task_losses_with_an_absent_task():
+def test_absent_task_and_row_weighted_total():
+    """A task without rows in the minibatch: NaN cosines for it; the total gradient weights tasks by their rows.
+
+    3 rows of locomotion with gradient (1, 1), none of reaching, 1 of loco_reach with (-1, 0)."""
     theta, _, _, _ = linear_problem()
-    losses = [theta @ torch.tensor([1.0, 1.0], dtype=torch.float64), None, theta @ torch.tensor([-1.0, 0.0], dtype=torch.float64)]
-    report = GradientConflictMonitor(TASKS, {"gate": [theta]}).compute_from_losses(losses, counts=[3, 0, 1])
+    x = torch.tensor([[1.0, 1.0]] * 3 + [[-1.0, 0.0]], dtype=torch.float64)
+    per_row = x @ theta
+    report = GradientConflictMonitor(TASKS, {"gate": [theta]}).compute(
+        lambda mask: per_row[mask].mean(), torch.tensor([0, 0, 0, 2])
+    )
     c = -1 / math.sqrt(2)
     assert_matrix(report["gate"].cosine, [[1, NAN, c], [NAN, NAN, NAN], [c, NAN, 1]])
     assert report["gate"].max_negative_cosine == pytest.approx(-c, abs=1e-12)
@@ -91,8 +97,10 @@ def test_from_per_task_losses_with_an_absent_task():
     expected = torch.tensor([[1.0, 1.0], [-1.0, 0.0]], dtype=torch.float64) @ total
     expected /= torch.tensor([math.sqrt(2), 1.0], dtype=torch.float64) * total.norm()
     assert torch.allclose(report["gate"].cosine_with_total[[0, 2]], expected, atol=1e-12)
-    with pytest.raises(ValueError, match="2 losses for 3 tasks"):
-        GradientConflictMonitor(TASKS, {"gate": [theta]}).compute_from_losses(losses[:2])
+    assert torch.isnan(report["gate"].noise_floor[1:]).all()  # no rows; one row cannot be split in halves
+    with pytest.raises(ValueError, match=r"task ids span \[0, 3\] for tasks"):
+        monitor = GradientConflictMonitor(TASKS, {"gate": [theta]})
+        monitor.compute(lambda mask: per_row[mask].mean(), torch.tensor([0, 0, 0, 3]))
 
 
 def test_loss_term_conflicts_and_norm_shares():

@@ -5,7 +5,13 @@ import torch
 from rsl_rl.modules import EmpiricalNormalization
 from torch import nn
 
-from rsl_rl_moe.diagnostics import FrozenExpertChangedError, NormMonitor, first_gradients, normalizer_stats, tensor_stats
+from rsl_rl_moe.diagnostics import (
+    FrozenExpertChangedError,
+    NormMonitor,
+    first_gradients,
+    normalizer_stats,
+    tensor_stats,
+)
 
 
 def filled_linear(value):

@@ -176,7 +176,9 @@ def test_checkpoint_round_trip(tmp_path):
     shorter.load_state_dict(state)
     original = ExpertSelectionTracker(3, TASKS, windows=(3, 5))
     original.load_state_dict(state)
-    assert shorter.get_expert_selection_stats()["locomotion"][3] == original.get_expert_selection_stats()["locomotion"][3]
+    assert (
+        shorter.get_expert_selection_stats()["locomotion"][3] == original.get_expert_selection_stats()["locomotion"][3]
+    )
 
     with pytest.raises(ValueError, match="task_names"):
         ExpertSelectionTracker(3, ["a", "b", "c"], windows=(3,)).load_state_dict(state)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import make_env
 from rsl_rl.env import VecEnv
 
-from helpers import make_env
 from legged_gym.envs.legged_robot import CRITIC_OBS_DIM, POLICY_OBS_DIM
 
 
@@ -100,8 +100,14 @@ def test_domain_randomisation_is_per_env():
 
 
 def test_pushes_change_base_velocity():
-    env = make_env(4, ["env.domain_rand.push_interval_s=0.1", "env.domain_rand.max_push_vel_xy=1.0",
-                       "env.domain_rand.friction_range=[1,1]"])
+    env = make_env(
+        4,
+        [
+            "env.domain_rand.push_interval_s=0.1",
+            "env.domain_rand.max_push_vel_xy=1.0",
+            "env.domain_rand.friction_range=[1,1]",
+        ],
+    )
     speeds = []
     for _ in range(5):
         env.step(torch.zeros(4, 18))
@@ -148,6 +154,7 @@ def test_observation_noise_is_uniform_within_its_half_width_and_seeded():
 
 def test_a_subclass_may_rebind_reset_buf_as_legged_gym_code_does():
     from helpers import env_cfg
+
     from legged_gym.envs import LeggedRobot
 
     class EndsEveryStep(LeggedRobot):

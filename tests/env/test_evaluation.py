@@ -74,10 +74,22 @@ def test_continuous_sequences_score_every_step_after_settling():
 def test_target_verdicts_compare_with_the_bounds_and_nan_misses():
     from legged_gym.utils.evaluation import target_verdicts
 
-    met = target_verdicts("locomotion", {"lin_vel_rms_steady_mps": 0.07, "yaw_rate_rms_steady_radps": float("nan"),
-                                         "falls": 1, "airborne_share_min": 0.3, "other": 5.0})
-    assert met == {"lin_vel_rms_steady_mps": True, "yaw_rate_rms_steady_radps": False, "falls": False,
-                   "airborne_share_min": True}
+    met = target_verdicts(
+        "locomotion",
+        {
+            "lin_vel_rms_steady_mps": 0.07,
+            "yaw_rate_rms_steady_radps": float("nan"),
+            "falls": 1,
+            "airborne_share_min": 0.3,
+            "other": 5.0,
+        },
+    )
+    assert met == {
+        "lin_vel_rms_steady_mps": True,
+        "yaw_rate_rms_steady_radps": False,
+        "falls": False,
+        "airborne_share_min": True,
+    }
 
 
 def test_base_drift_is_judged_only_where_the_base_stands():
@@ -92,3 +104,19 @@ def test_base_drift_is_judged_only_where_the_base_stands():
     assert "base_drift_m" not in verdicts(walking, "reaching_sampled", metrics)
     with pytest.raises(ValueError, match=r"evaluate.tasks=loco_reach: must be a list"):
         evaluated_task_probabilities(compose_cfg("train", ["evaluate.tasks=loco_reach"]))
+
+
+def test_sections_follow_what_the_evaluated_tasks_move():
+    """The locomotion section where some evaluated task moves the base, the reaching sections where some moves the
+    arm (``legged_gym.envs.commands.TASKS_MOVING_BASE`` / ``TASKS_MOVING_ARM``)."""
+    from evaluate import moves_arm, moves_base
+
+    from legged_gym.envs.commands import TASKS_MOVING_ARM, TASKS_MOVING_BASE
+
+    assert TASKS_MOVING_BASE == ("locomotion", "loco_reach") and TASKS_MOVING_ARM == ("reaching", "loco_reach")
+    only = {
+        task: {name: float(name == task) for name in ("locomotion", "reaching", "loco_reach")}
+        for task in ("locomotion", "reaching", "loco_reach")
+    }
+    assert [moves_base(p) for p in only.values()] == [True, False, True]
+    assert [moves_arm(p) for p in only.values()] == [False, True, True]

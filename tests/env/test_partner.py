@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-
 from helpers import REPO_ROOT, compose_cfg, make_env
 
 ARM = slice(12, 18)
@@ -43,19 +42,21 @@ def test_partner_writes_its_limbs_in_its_tasks_only():
 
 
 def test_partner_legs_and_clipping():
-    env = make_env(8, ["env.tasks.probabilities.locomotion=0.0", "env.tasks.probabilities.loco_reach=1.0"],
-                   quiet=True)
+    env = make_env(8, ["env.tasks.probabilities.locomotion=0.0", "env.tasks.probabilities.loco_reach=1.0"], quiet=True)
     env.set_partner(ConstantPolicy(1e6), "legs", ["loco_reach"])
     env.step(torch.zeros(8, 18))
     clip = env.cfg["robot"]["clip_actions"]
     assert torch.all(env.actions[:, LEGS] == clip) and torch.all(env.actions[:, ARM] == 0.0)
 
 
-@pytest.mark.parametrize("limbs, tasks, message", [
-    ("tail", ["loco_reach"], "env.partner.limbs='tail'"),
-    ("arm", ["swimming"], "env.partner.tasks=['swimming']"),
-    ("arm", [], "env.partner.tasks=[]"),
-])
+@pytest.mark.parametrize(
+    "limbs, tasks, message",
+    [
+        ("tail", ["loco_reach"], "env.partner.limbs='tail'"),
+        ("arm", ["swimming"], "env.partner.tasks=['swimming']"),
+        ("arm", [], "env.partner.tasks=[]"),
+    ],
+)
 def test_bad_partner_settings_name_the_key(limbs, tasks, message):
     env = make_env(2, quiet=True)
     with pytest.raises(ValueError) as error:
@@ -65,13 +66,24 @@ def test_bad_partner_settings_name_the_key(limbs, tasks, message):
 
 def test_configured_partner_is_the_expert_file():
     """``env.partner.ckpt_path`` loads the expert; in loco_reach episodes its arm actions are the ones applied."""
-    from common import env_config, make_env as make_configured_env
+    from common import env_config
+    from common import make_env as make_configured_env
+
     from rsl_rl_moe.modules.experts import load_expert
 
     arm_path = os.path.join(REPO_ROOT, "resources", "checkpoints", "arm_expert.pt")
-    cfg = compose_cfg("train", ["env=combo_go2Piper_loco_reach", "env.num_envs=16", *MIXED_TASKS,
-                                "env.tasks.probabilities.reaching=0.0", f"env.partner.ckpt_path={arm_path}",
-                                "env.partner.limbs=arm", "env.observations.add_noise=false"])
+    cfg = compose_cfg(
+        "train",
+        [
+            "env=combo_go2Piper_loco_reach",
+            "env.num_envs=16",
+            *MIXED_TASKS,
+            "env.tasks.probabilities.reaching=0.0",
+            f"env.partner.ckpt_path={arm_path}",
+            "env.partner.limbs=arm",
+            "env.observations.add_noise=false",
+        ],
+    )
     env = make_configured_env(env_config(cfg))
     arm = load_expert("arm", arm_path, env.get_observations(), 18, "test")
     loco_reach = env.commands.task_ids == env.task_names.index("loco_reach")
@@ -83,7 +95,9 @@ def test_configured_partner_is_the_expert_file():
 
 
 def test_missing_partner_file_names_the_override(tmp_path):
-    from common import env_config, make_env as make_configured_env
+    from common import env_config
+    from common import make_env as make_configured_env
+
     from rsl_rl_moe.checkpoint import CheckpointError
 
     cfg = compose_cfg("train", ["env.num_envs=2", f"env.partner.ckpt_path={tmp_path}/nope.pt"])
@@ -94,7 +108,9 @@ def test_missing_partner_file_names_the_override(tmp_path):
 def test_a_partner_that_never_acts_is_not_loaded(tmp_path):
     """Evaluating the base expert on locomotion alone needs no arm file: no task the partner drives is drawn, now or
     in a curriculum stage. With a stage that draws loco_reach, the file is loaded (and a missing one refused)."""
-    from common import env_config, make_env as make_configured_env
+    from common import env_config
+    from common import make_env as make_configured_env
+
     from rsl_rl_moe.checkpoint import CheckpointError
 
     missing = [f"env.partner.ckpt_path={tmp_path}/nope.pt", "env.num_envs=2"]
@@ -105,7 +121,9 @@ def test_a_partner_that_never_acts_is_not_loaded(tmp_path):
 
 
 def test_a_partner_file_of_another_task_warns_naming_both():
-    from common import env_config, make_env as make_configured_env
+    from common import env_config
+    from common import make_env as make_configured_env
+
     from rsl_rl_moe.modules.experts import ExpertTaskWarning
 
     base_path = os.path.join(REPO_ROOT, "resources", "checkpoints", "base_expert.pt")

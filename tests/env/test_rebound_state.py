@@ -5,17 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers import SMALL, compose_cfg
 
-NEVER_FALLS = ["env.terminations.max_tilt_rad=3.2", "env.terminations.min_base_height=-10.0",
-               "env.terminations.trunk_contact=false"]
+NEVER_FALLS = [
+    "env.terminations.max_tilt_rad=3.2",
+    "env.terminations.min_base_height=-10.0",
+    "env.terminations.trunk_contact=false",
+]
 
 
 def test_rsl_rl_random_episode_starts_time_out_each_env_at_its_own_step():
     """rsl_rl's ``learn(init_at_random_ep_len=True)`` assigns ``env.episode_length_buf`` a new tensor. Each env
     must then time out after its own remaining steps, and every later episode last ``max_episode_length``."""
     from common import env_config, make_runner
+
     from legged_gym.envs import LeggedRobot
 
     class Recording(LeggedRobot):
@@ -82,6 +85,7 @@ def test_a_subclass_that_sets_step_state_before_the_env_binds_it_still_resets():
     """legged_gym-style subclasses may assign ``self.reset_buf`` before ``super().__init__``: the env's own binding
     must win, or its numpy views and the attribute part ways (no env would ever reset)."""
     from helpers import env_cfg
+
     from legged_gym.envs import LeggedRobot
 
     class EarlyBird(LeggedRobot):

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from helpers import make_env
+
 from legged_gym.envs import rewards as terms
 from legged_gym.utils.math import quat_from_yaw
 
@@ -73,7 +73,9 @@ def test_penalties_are_zero_at_rest_and_positive_when_violated(env):
     assert terms.ang_vel_xy(env)[0] == pytest.approx(0.25, rel=1e-4) and terms.ang_vel_xy(env)[1] == 0
     tilt = 0.3
     set_state(env, quat=[math.cos(tilt / 2), math.sin(tilt / 2), 0, 0])
-    assert terms.orientation(env)[0] == pytest.approx(math.sin(tilt) ** 2, rel=1e-4) and terms.orientation(env)[1] < 1e-10
+    assert (
+        terms.orientation(env)[0] == pytest.approx(math.sin(tilt) ** 2, rel=1e-4) and terms.orientation(env)[1] < 1e-10
+    )
     target = env.reward_cfg["base_height_target"]
     set_state(env, base_height=target - 0.05)
     assert terms.base_height(env)[0] == pytest.approx(0.05**2, rel=1e-3)

@@ -3,8 +3,8 @@
 import mujoco
 import numpy as np
 import torch
-
 from helpers import env_cfg, make_env
+
 from legged_gym.robots.go2_piper import ACTION_JOINTS, load_robot
 
 

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_env
+
 from legged_gym.utils.sequence_sampler import SequenceFileError, TargetSequenceSampler, load_sequences
 
 
@@ -22,8 +22,14 @@ def test_shipped_tossing_file_is_valid():
 
 
 def test_reaching_env_replays_the_file():
-    env = make_env(3, ["env=combo_go2Piper_reaching", "env.tasks.probabilities.loco_reach=0.0",
-                        "env.tasks.reaching.sequence_sampler.file_path=data/tossing.pkl"])
+    env = make_env(
+        3,
+        [
+            "env=combo_go2Piper_reaching",
+            "env.tasks.probabilities.loco_reach=0.0",
+            "env.tasks.reaching.sequence_sampler.file_path=data/tossing.pkl",
+        ],
+    )
     sampler = env.commands.sequences
     seq = sampler.seq_idx.clone()
     expected = sampler.targets[seq, 1]
@@ -53,7 +59,10 @@ def write(tmp_path, payload, protocol=4):
     [
         ({"format": "something else"}, "format"),
         ({"format": "ee_target_sequences", "frame": "base_yaw", "dt": 0.02, "sequences": []}, "non-empty"),
-        ({"format": "ee_target_sequences", "frame": "base_yaw", "dt": 0.02, "sequences": [np.zeros((5, 2))]}, r"shape \(5, 2\)"),
+        (
+            {"format": "ee_target_sequences", "frame": "base_yaw", "dt": 0.02, "sequences": [np.zeros((5, 2))]},
+            r"shape \(5, 2\)",
+        ),
         ({"format": "ee_target_sequences", "frame": "base_yaw", "dt": -1, "sequences": [np.zeros((5, 3))]}, "dt"),
         ({"format": "ee_target_sequences", "frame": "world", "dt": 0.02, "sequences": [np.zeros((5, 3))]}, "frame"),
     ],
@@ -65,7 +74,9 @@ def test_malformed_file_is_a_clear_error(tmp_path, payload, message):
 
 
 def sequence_file(tmp_path, sequences, dt=0.02, protocol=4):
-    return write(tmp_path, {"format": "ee_target_sequences", "frame": "base_yaw", "dt": dt, "sequences": sequences}, protocol)
+    return write(
+        tmp_path, {"format": "ee_target_sequences", "frame": "base_yaw", "dt": dt, "sequences": sequences}, protocol
+    )
 
 
 class RunsCode:
@@ -149,7 +160,18 @@ def test_forged_dtype_state_is_refused(tmp_path, state):
 
 @pytest.mark.parametrize(
     "dt",
-    [float("nan"), float("inf"), -float("inf"), np.float32("nan"), True, 0, -0.02, "0.02", None, pytest.param(10**400, id="huge_int")],
+    [
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        np.float32("nan"),
+        True,
+        0,
+        -0.02,
+        "0.02",
+        None,
+        pytest.param(10**400, id="huge_int"),
+    ],
 )
 def test_dt_must_be_finite_and_positive(tmp_path, dt):
     path = sequence_file(tmp_path, [np.zeros((5, 3))], dt=dt)

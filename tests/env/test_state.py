@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_env
+
 from legged_gym.robots.go2_piper import LEG_NAMES
 from legged_gym.utils.math import (
     quat_from_yaw,
@@ -25,8 +25,11 @@ N = 32
 def env():
     """An env put in random states: any orientation, base and joint velocities, commands; then stepped once
     (no tilt, height or trunk-contact terminations, so that no env is reset to standing)."""
-    no_falls = ["env.terminations.max_tilt_rad=3.1416", "env.terminations.min_base_height=-1.0",
-                "env.terminations.trunk_contact=false"]
+    no_falls = [
+        "env.terminations.max_tilt_rad=3.1416",
+        "env.terminations.min_base_height=-1.0",
+        "env.terminations.trunk_contact=false",
+    ]
     env = make_env(N, ["env=combo_go2Piper_loco_reach", *no_falls])
     gen = torch.Generator().manual_seed(0)
     qpos = env.sim.qpos.clone()

@@ -5,11 +5,11 @@ import mujoco
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT, make_env
 from rsl_rl.extensions import Symmetry
 from rsl_rl.storage import RolloutStorage
 from tensordict import TensorDict
 
-from helpers import REPO_ROOT, make_env
 from legged_gym.envs import symmetry as sym
 from legged_gym.envs.legged_robot import CRITIC_OBS_DIM, POLICY_OBS_DIM
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS
@@ -48,17 +48,27 @@ def symmetric_mjcf(tmp_path_factory) -> str:
 
 # ---------------------------------------------------------------- (a) the maps themselves
 def test_maps_are_involutions_built_from_the_layout():
-    for perm, sign, width in ((sym.JOINT_PERM, sym.JOINT_SIGN, NUM_ACTIONS), (sym.POLICY_PERM, sym.POLICY_SIGN, 69),
-                              (sym.CRITIC_PERM, sym.CRITIC_SIGN, 16)):
+    for perm, sign, width in (
+        (sym.JOINT_PERM, sym.JOINT_SIGN, NUM_ACTIONS),
+        (sym.POLICY_PERM, sym.POLICY_SIGN, 69),
+        (sym.CRITIC_PERM, sym.CRITIC_SIGN, 16),
+    ):
         assert perm.shape == sign.shape == (width,)
         assert torch.equal(perm[perm], torch.arange(width))
         assert torch.equal(sign * sign[perm], torch.ones(width))
     # spot checks by name
     joint = {name: i for i, name in enumerate(ACTION_JOINTS)}
-    for a, b, s in (("FL_hip_joint", "FR_hip_joint", -1), ("RR_thigh_joint", "RL_thigh_joint", 1),
-                    ("FR_calf_joint", "FL_calf_joint", 1), ("joint1", "joint1", -1), ("joint2", "joint2", 1),
-                    ("joint3", "joint3", 1), ("joint4", "joint4", -1), ("joint5", "joint5", 1),
-                    ("joint6", "joint6", -1)):
+    for a, b, s in (
+        ("FL_hip_joint", "FR_hip_joint", -1),
+        ("RR_thigh_joint", "RL_thigh_joint", 1),
+        ("FR_calf_joint", "FL_calf_joint", 1),
+        ("joint1", "joint1", -1),
+        ("joint2", "joint2", 1),
+        ("joint3", "joint3", 1),
+        ("joint4", "joint4", -1),
+        ("joint5", "joint5", 1),
+        ("joint6", "joint6", -1),
+    ):
         assert (int(sym.JOINT_PERM[joint[a]]), float(sym.JOINT_SIGN[joint[a]])) == (joint[b], s)
     assert [LEG_NAMES[i] for i in sym.FOOT_PERM] == ["FR", "FL", "RR", "RL"]
     assert sym.POLICY_SEGMENTS["last_actions"] == slice(51, 69)
@@ -145,8 +155,12 @@ def test_default_pose_and_robot_parameters_are_symmetric(env1):
     robot = env.robot
     assert torch.equal(sym.mirror_actions(robot.default_joint_pos), robot.default_joint_pos)
     perm = sym.JOINT_PERM
-    for name, values in (("kp", robot.kp), ("kd", robot.kd), ("action_scale", env.action_scale),
-                         ("torque_limits", env.torque_limits)):
+    for name, values in (
+        ("kp", robot.kp),
+        ("kd", robot.kd),
+        ("action_scale", env.action_scale),
+        ("torque_limits", env.torque_limits),
+    ):
         assert torch.equal(values[perm], values), name
     low, high = robot.joint_range.unbind(dim=1)  # clamping to the joint range commutes with the mirror
     flip = sym.JOINT_SIGN < 0
@@ -269,11 +283,22 @@ def test_augmentation_as_rsl_rl_symmetry_calls_it():
     assert sym.mirror_augmentation(env=env, obs=None, actions=actions)[0] is None
     assert sym.mirror_augmentation(env=env, obs=obs, actions=None)[1] is None
 
-    symmetry = Symmetry(env=env, data_augmentation_func="legged_gym.envs.symmetry:mirror_augmentation",
-                        use_data_augmentation=True, use_mirror_loss=True, mirror_loss_coeff=1.0)
+    symmetry = Symmetry(
+        env=env,
+        data_augmentation_func="legged_gym.envs.symmetry:mirror_augmentation",
+        use_data_augmentation=True,
+        use_mirror_loss=True,
+        mirror_loss_coeff=1.0,
+    )
     column = lambda: torch.randn(batch_size, 1, generator=gen)  # noqa: E731
-    batch = RolloutStorage.Batch(observations=obs, actions=actions, values=column(), advantages=column(),
-                                 returns=column(), old_actions_log_prob=column())
+    batch = RolloutStorage.Batch(
+        observations=obs,
+        actions=actions,
+        values=column(),
+        advantages=column(),
+        returns=column(),
+        old_actions_log_prob=column(),
+    )
     values = batch.values.clone()
     symmetry.augment_batch(batch, batch_size)
     assert batch.observations.batch_size == torch.Size([8]) and batch.actions.shape == (8, NUM_ACTIONS)
@@ -292,6 +317,7 @@ def test_symmetry_config_builds_rsl_rl_ppo_with_augmentation():
     """``env.symmetry.use_data_augmentation=true`` reaches rsl_rl: its PPO holds a Symmetry extension that mirrors."""
     from common import env_config, make_runner
     from helpers import SMALL, compose_cfg
+
     from legged_gym.envs import LeggedRobot
 
     cfg = compose_cfg("train", [*SMALL, "env.partner.ckpt_path=null"])
@@ -305,4 +331,6 @@ def test_own_actions_group_mirrors_with_the_joints():
     own[0, 0:3] = 0.0  # FL leg written by a partner
     mirrored = sym.mirror_observations(TensorDict({"own_actions": own}, batch_size=[2]))["own_actions"]
     assert torch.all(mirrored[0, 3:6] == 0.0) and mirrored[0].sum() == NUM_ACTIONS - 3  # now FR
-    torch.testing.assert_close(sym.mirror_observations(TensorDict({"own_actions": mirrored}, batch_size=[2]))["own_actions"], own)
+    torch.testing.assert_close(
+        sym.mirror_observations(TensorDict({"own_actions": mirrored}, batch_size=[2]))["own_actions"], own
+    )

@@ -4,7 +4,6 @@ import imageio
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_env
 
 

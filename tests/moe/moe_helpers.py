@@ -8,6 +8,7 @@ from rsl_rl.models import MLPModel
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import make_infos, save_checkpoint
+from rsl_rl_moe.modules import ExpertSources
 
 NUM_ENVS = 8
 NUM_ACTIONS = 18
@@ -38,8 +39,9 @@ def expert_cfgs(hidden_dims=(32, 32), activation: str = "elu") -> tuple[dict, di
     return actor, critic
 
 
-def build_expert_models(seed: int, dims: dict[str, int], num_actions: int = NUM_ACTIONS, hidden_dims=(32, 32),
-                        activation: str = "elu") -> tuple[MLPModel, MLPModel]:
+def build_expert_models(
+    seed: int, dims: dict[str, int], num_actions: int = NUM_ACTIONS, hidden_dims=(32, 32), activation: str = "elu"
+) -> tuple[MLPModel, MLPModel]:
     """A pair of real MLPModels with distinct random weights, std and normaliser statistics."""
     torch.manual_seed(seed)
     obs = random_obs(dims, 4, seed)
@@ -55,18 +57,46 @@ def build_expert_models(seed: int, dims: dict[str, int], num_actions: int = NUM_
     return actor, critic
 
 
-def save_expert(path, seed: int, num_actions: int = NUM_ACTIONS, group_dims: dict | None = None, hidden_dims=(32, 32),
-                activation: str = "elu") -> str:
+def save_expert(
+    path,
+    seed: int,
+    num_actions: int = NUM_ACTIONS,
+    group_dims: dict | None = None,
+    hidden_dims=(32, 32),
+    activation: str = "elu",
+) -> str:
     """Save an expert as a self-describing checkpoint; returns the path."""
     dims = group_dims or GROUP_DIMS
     actor, critic = build_expert_models(seed, dims, num_actions, hidden_dims, activation)
     actor_cfg, critic_cfg = expert_cfgs(hidden_dims, activation)
     infos = make_infos(
-        {"actor": actor_cfg, "critic": critic_cfg, "obs_groups": OBS_GROUPS, "obs_group_dims": dims, "num_actions": num_actions}
+        {
+            "actor": actor_cfg,
+            "critic": critic_cfg,
+            "obs_groups": OBS_GROUPS,
+            "obs_group_dims": dims,
+            "num_actions": num_actions,
+        }
     )
-    payload = {"actor_state_dict": actor.state_dict(), "critic_state_dict": critic.state_dict(), "optimizer_state_dict": {}, "iter": 10, "infos": infos}
+    payload = {
+        "actor_state_dict": actor.state_dict(),
+        "critic_state_dict": critic.state_dict(),
+        "optimizer_state_dict": {},
+        "iter": 10,
+        "infos": infos,
+    }
     save_checkpoint(str(path), payload)
     return str(path)
+
+
+def expert_sources(files: dict[str, str], **kw) -> ExpertSources:
+    """The experts ``{name: path}`` of ``files`` (in that order) as the MoE actor and critic take them."""
+    return ExpertSources(experts=dict(files), **kw)
+
+
+def expert_sources_cfg(files: dict[str, str], **kw) -> dict:
+    """:func:`expert_sources` as a train config holds it (a plain dict)."""
+    return expert_sources(files, **kw).as_dict()
 
 
 class LinearEnv(VecEnv):

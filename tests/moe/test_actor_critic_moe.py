@@ -6,20 +6,20 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from moe_helpers import LEGS_ARM, NUM_ACTIONS, OBS_GROUPS, make_obs
+from moe_helpers import LEGS_ARM, NUM_ACTIONS, OBS_GROUPS, expert_sources, make_obs
 
 from rsl_rl_moe.checkpoint import load_checkpoint, save_checkpoint
-from rsl_rl_moe.modules import ActorCriticMoE, MoECritic
+from rsl_rl_moe.modules import MoEActor, MoECritic
 
 
-def make_actor(obs, files, **kw) -> ActorCriticMoE:
+def make_actor(obs, files, freeze: bool = True, **kw) -> MoEActor:
     torch.manual_seed(0)
-    return ActorCriticMoE(obs, OBS_GROUPS, "actor", NUM_ACTIONS, base_ckpt_path=files["base"], arm_ckpt_path=files["arm"], **kw)
+    return MoEActor(obs, OBS_GROUPS, "actor", NUM_ACTIONS, expert_sources=expert_sources(files, freeze=freeze), **kw)
 
 
 def make_critic(obs, files, **kw) -> MoECritic:
     torch.manual_seed(0)
-    return MoECritic(obs, OBS_GROUPS, "critic", 1, base_ckpt_path=files["base"], arm_ckpt_path=files["arm"], **kw)
+    return MoECritic(obs, OBS_GROUPS, "critic", 1, expert_sources=expert_sources(files), **kw)
 
 
 def sharpen(actor):
@@ -45,11 +45,17 @@ def test_experts_of_different_sizes_and_activations_blend(tmp_path, obs):
     here), and the mixture and the MoE critic blend their outputs as usual."""
     from moe_helpers import save_expert
 
-    files = {"base": save_expert(tmp_path / "b.pt", seed=1, hidden_dims=(64, 32)),
-             "arm": save_expert(tmp_path / "a.pt", seed=2, hidden_dims=(16,), activation="tanh")}
+    files = {
+        "base": save_expert(tmp_path / "b.pt", seed=1, hidden_dims=(64, 32)),
+        "arm": save_expert(tmp_path / "a.pt", seed=2, hidden_dims=(16,), activation="tanh"),
+    }
     actor = make_actor(obs, files)
     sharpen(actor)
-    assert [m.out_features for m in actor.experts["base"].mlp if isinstance(m, torch.nn.Linear)] == [64, 32, NUM_ACTIONS]
+    assert [m.out_features for m in actor.experts["base"].mlp if isinstance(m, torch.nn.Linear)] == [
+        64,
+        32,
+        NUM_ACTIONS,
+    ]
     assert isinstance(actor.experts["arm"].mlp[1], torch.nn.Tanh)
     w = actor.get_moe_weights(obs)
     expected = w[:, :1] * actor.experts["base"](obs) + w[:, 1:] * actor.experts["arm"](obs)
@@ -97,7 +103,7 @@ def test_frozen_experts_get_no_gradient_and_stay_in_eval(obs, expert_files, expl
 
 
 def test_unfrozen_experts_are_trainable(obs, expert_files):
-    actor = make_actor(obs, expert_files, freeze_experts=False)
+    actor = make_actor(obs, expert_files, freeze=False)
     actor.train()
     actor(obs).sum().backward()
     assert actor.experts["base"].training and actor.experts["base"].mlp[0].weight.grad is not None
@@ -111,7 +117,10 @@ def test_default_std_starts_at_mean_expert_std(obs, expert_files, exploration):
 
 
 def test_checkpoint_round_trip(tmp_path, obs, expert_files):
-    cfg = {"action_groups": LEGS_ARM, "obs_moe": {"routing": "sparsemax", "obs_normalization": True, "schedule": {"warmup_iterations": 1}}}
+    cfg = {
+        "action_groups": LEGS_ARM,
+        "obs_moe": {"routing": "sparsemax", "obs_normalization": True, "schedule": {"warmup_iterations": 1}},
+    }
     actor = make_actor(obs, expert_files, **cfg)
     actor.train()
     actor.update_normalization(make_obs(32, seed=5))
@@ -120,7 +129,9 @@ def test_checkpoint_round_trip(tmp_path, obs, expert_files):
     save_checkpoint(str(tmp_path / "moe.pt"), {"actor_state_dict": actor.state_dict()})
     restored = make_actor(obs, expert_files, **cfg)
     restored.load_state_dict(load_checkpoint(str(tmp_path / "moe.pt"))["actor_state_dict"])
-    assert restored.gate.routing_state == actor.gate.routing_state and restored.gate.routing_state.routing == "sparsemax"
+    assert (
+        restored.gate.routing_state == actor.gate.routing_state and restored.gate.routing_state.routing == "sparsemax"
+    )
     torch.testing.assert_close(restored(obs), actor(obs), rtol=0, atol=0)
     assert restored.expert_checksum() == actor.expert_checksum()
 
@@ -136,13 +147,17 @@ def test_moe_critic_starts_from_gated_expert_values(obs, expert_files):
     grads = {name.split(".")[0] for name, p in critic.named_parameters() if p.grad is not None}
     assert grads == {"gate", "residual"} and all(not m.training for m in critic.experts.modules())
     with pytest.raises(ValueError, match="output_dim=1"):
-        MoECritic(obs, OBS_GROUPS, "critic", 2, base_ckpt_path=expert_files["base"], arm_ckpt_path=expert_files["arm"])
+        MoECritic(obs, OBS_GROUPS, "critic", 2, expert_sources=expert_sources(expert_files))
 
 
 EXPORT_CASES = {
     "mixture-softmax": {},
     "limbs-sparsemax": {"action_groups": LEGS_ARM, "obs_moe": {"routing": "sparsemax", "obs_normalization": True}},
-    "poe-entmax15": {"blend": "product_of_experts", "exploration": "gaussian", "obs_moe": {"routing": "entmax15", "temperature": 0.5}},
+    "poe-entmax15": {
+        "blend": "product_of_experts",
+        "exploration": "gaussian",
+        "obs_moe": {"routing": "entmax15", "temperature": 0.5},
+    },
 }
 
 
@@ -167,8 +182,15 @@ def test_onnx_export_equals_pytorch(tmp_path, obs, expert_files, case):
     model = actor.as_onnx(verbose=False)
     path = str(tmp_path / "policy.onnx")
     # The call OnPolicyRunner.export_policy_to_onnx makes.
-    torch.onnx.export(model, model.get_dummy_inputs(), path, export_params=True, opset_version=18,
-                      input_names=model.input_names, output_names=model.output_names)
+    torch.onnx.export(
+        model,
+        model.get_dummy_inputs(),
+        path,
+        export_params=True,
+        opset_version=18,
+        input_names=model.input_names,
+        output_names=model.output_names,
+    )
     session = onnxruntime.InferenceSession(path)
     x = torch.cat([obs[g] for g in actor.input_groups], dim=-1)
     expected = actor(obs).detach().numpy()

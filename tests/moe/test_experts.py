@@ -9,7 +9,8 @@ import torch.nn as nn
 from moe_helpers import GROUP_DIMS, NUM_ACTIONS, build_expert_models, save_expert
 
 from rsl_rl_moe.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rsl_rl_moe.modules.experts import expert_paths, load_expert
+from rsl_rl_moe.modules.experts import ExpertSources, load_expert
+from scripts.common import expert_sources
 
 HINT = "runner.alg.actor_critic.base_ckpt_path"
 
@@ -79,7 +80,9 @@ class LegacyActorCritic(nn.Module):
 
 
 def save_legacy(path, model: nn.Module) -> str:
-    save_checkpoint(str(path), {"model_state_dict": model.state_dict(), "optimizer_state_dict": {}, "iter": 5, "infos": None})
+    save_checkpoint(
+        str(path), {"model_state_dict": model.state_dict(), "optimizer_state_dict": {}, "iter": 5, "infos": None}
+    )
     return str(path)
 
 
@@ -106,26 +109,36 @@ def test_legacy_1x_wrong_hidden_dims_or_width_is_refused(tmp_path, obs):
     path = save_legacy(tmp_path / "legacy.pt", LegacyActorCritic(60, NUM_ACTIONS))
     with pytest.raises(CheckpointError, match=r"\[64, 64\] in the config but \[32, 16\] in the file"):
         load(path, obs, legacy_architecture={"activation": "elu", "actor_hidden_dims": [64, 64]})
-    with pytest.raises(CheckpointError, match=r"takes 60 observation values but the env groups \['policy'\] provide 66"):
+    with pytest.raises(
+        CheckpointError, match=r"takes 60 observation values but the env groups \['policy'\] provide 66"
+    ):
         load(path, obs, legacy_architecture={"activation": "elu"})
 
 
 def test_incomplete_rsl_rl_layouts_are_refused_naming_what_is_missing(tmp_path, obs):
     """More layouts are covered in test_importers.py; these two used to be refused as "2.x-4.x"."""
     legacy = LegacyActorCritic(66, NUM_ACTIONS).state_dict()
-    save_checkpoint(str(tmp_path / "v3.pt"), {"model_state_dict": {**legacy, "actor_obs_normalizer._mean": torch.zeros(1, 66)}})
-    with pytest.raises(CheckpointError, match=r"actor_obs_normalizer has fields \['_mean'\].*missing \['_var', '_std'\]"):
+    save_checkpoint(
+        str(tmp_path / "v3.pt"), {"model_state_dict": {**legacy, "actor_obs_normalizer._mean": torch.zeros(1, 66)}}
+    )
+    with pytest.raises(
+        CheckpointError, match=r"actor_obs_normalizer has fields \['_mean'\].*missing \['_var', '_std'\]"
+    ):
         load(tmp_path / "v3.pt", obs)
-    save_checkpoint(str(tmp_path / "v4.pt"), {"actor_state_dict": {"mlp.0.weight": torch.zeros(2, 2), "std": torch.ones(2)}})
+    save_checkpoint(
+        str(tmp_path / "v4.pt"), {"actor_state_dict": {"mlp.0.weight": torch.zeros(2, 2), "std": torch.ones(2)}}
+    )
     with pytest.raises(CheckpointError, match=r"has `actor_state_dict` but no `critic_state_dict`"):
         load(tmp_path / "v4.pt", obs)
 
 
 def test_fewer_than_two_experts_is_refused():
+    """Through the app's spelling (base_ckpt_path, arm_ckpt_path, expert_ckpt_paths): the message names its
+    overrides."""
     with pytest.raises(ValueError, match=r"at least 2 experts, got 1 \(\['base'\]\).*arm_ckpt_path=\.\.\."):
-        expert_paths("b.pt", None, None, "runner.alg.actor_critic")
-    assert list(expert_paths(None, "a.pt", {"c": "c.pt"}, "p")) == ["arm", "c"]
-
+        ExpertSources.from_dict(expert_sources({"base_ckpt_path": "b.pt", "arm_ckpt_path": None}))
+    sources = expert_sources({"base_ckpt_path": None, "arm_ckpt_path": "a.pt", "expert_ckpt_paths": {"c": "c.pt"}}, "p")
+    assert list(ExpertSources.from_dict(sources).experts) == ["arm", "c"]
 
 
 @pytest.mark.parametrize("class_name", ["rsl_rl.models:CNNModel", "rsl_rl.models:RNNModel"])

@@ -66,7 +66,12 @@ def normaliser(width: int, gen: torch.Generator, count: bool = True) -> dict[str
 
 def initial_normaliser(width: int) -> dict[str, torch.Tensor]:
     """A normaliser never updated (rsl_rl 2.x critic normaliser when the env has no ``critic`` group)."""
-    return {"_mean": torch.zeros(1, width), "_var": torch.ones(1, width), "_std": torch.ones(1, width), "count": torch.tensor(0)}
+    return {
+        "_mean": torch.zeros(1, width),
+        "_var": torch.ones(1, width),
+        "_std": torch.ones(1, width),
+        "count": torch.tensor(0),
+    }
 
 
 def by_hand(params: dict, prefix: str, x: torch.Tensor, activation: str, norm: dict | None = None) -> torch.Tensor:
@@ -87,7 +92,9 @@ def v1(gen):
     sd["std"] = 0.2 + torch.rand(NUM_ACTIONS, generator=gen)
     payload = {"model_state_dict": sd, "optimizer_state_dict": {}, "iter": 1500, "infos": None}
     return dict(
-        payload=payload, arch={}, std=sd["std"],
+        payload=payload,
+        arch={},
+        std=sd["std"],
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a),
         critic=lambda o, a: by_hand(sd, "critic.", o["policy"], a),
         source="rsl_rl 1.x-3.x (no observation normaliser) (converted)",
@@ -100,11 +107,17 @@ def v2_0_critic_group(gen):
     sd["std"] = 0.2 + torch.rand(NUM_ACTIONS, generator=gen)
     norm_a, norm_c = normaliser(66, gen, count=False), normaliser(21, gen, count=False)
     payload = {
-        "model_state_dict": sd, "optimizer_state_dict": {}, "iter": 300, "infos": None,
-        "obs_norm_state_dict": norm_a, "critic_obs_norm_state_dict": norm_c,
+        "model_state_dict": sd,
+        "optimizer_state_dict": {},
+        "iter": 300,
+        "infos": None,
+        "obs_norm_state_dict": norm_a,
+        "critic_obs_norm_state_dict": norm_c,
     }
     return dict(
-        payload=payload, arch={"obs_groups": {"actor": ["policy"], "critic": ["critic"]}}, std=sd["std"],
+        payload=payload,
+        arch={"obs_groups": {"actor": ["policy"], "critic": ["critic"]}},
+        std=sd["std"],
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a, norm_a),
         critic=lambda o, a: by_hand(sd, "critic.", o["critic"], a, norm_c),
         source="rsl_rl 2.x (empirical normalisation) (converted)",
@@ -118,11 +131,17 @@ def v2_2_no_critic_group(gen):
     sd["std"] = 0.2 + torch.rand(NUM_ACTIONS, generator=gen)
     norm_a = normaliser(66, gen)
     payload = {
-        "model_state_dict": sd, "optimizer_state_dict": {}, "iter": 300, "infos": None,
-        "obs_norm_state_dict": norm_a, "critic_obs_norm_state_dict": initial_normaliser(66),
+        "model_state_dict": sd,
+        "optimizer_state_dict": {},
+        "iter": 300,
+        "infos": None,
+        "obs_norm_state_dict": norm_a,
+        "critic_obs_norm_state_dict": initial_normaliser(66),
     }
     return dict(
-        payload=payload, arch={}, std=sd["std"],
+        payload=payload,
+        arch={},
+        std=sd["std"],
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a, norm_a),
         critic=lambda o, a: by_hand(sd, "critic.", o["policy"], a, norm_a),
         source="rsl_rl 2.x (empirical normalisation) (converted)",
@@ -135,12 +154,19 @@ def v2_3_log_std(gen):
     sd["log_std"] = torch.randn(NUM_ACTIONS, generator=gen) - 1
     norm_a, norm_c = normaliser(66, gen), normaliser(21, gen)
     payload = {
-        "model_state_dict": sd, "optimizer_state_dict": {}, "iter": 300, "infos": None,
-        "rnd_state_dict": {"predictor.0.weight": torch.zeros(2, 2)}, "rnd_optimizer_state_dict": {},
-        "obs_norm_state_dict": norm_a, "privileged_obs_norm_state_dict": norm_c,
+        "model_state_dict": sd,
+        "optimizer_state_dict": {},
+        "iter": 300,
+        "infos": None,
+        "rnd_state_dict": {"predictor.0.weight": torch.zeros(2, 2)},
+        "rnd_optimizer_state_dict": {},
+        "obs_norm_state_dict": norm_a,
+        "privileged_obs_norm_state_dict": norm_c,
     }
     return dict(
-        payload=payload, arch={"obs_groups": {"actor": ["policy"], "critic": ["critic"]}}, std=sd["log_std"].exp(),
+        payload=payload,
+        arch={"obs_groups": {"actor": ["policy"], "critic": ["critic"]}},
+        std=sd["log_std"].exp(),
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a, norm_a),
         critic=lambda o, a: by_hand(sd, "critic.", o["critic"], a, norm_c),
         source="rsl_rl 2.x (empirical normalisation) (converted)",
@@ -153,7 +179,9 @@ def v2_3_plain_log_std(gen):
     sd["log_std"] = torch.randn(NUM_ACTIONS, generator=gen) - 1
     payload = {"model_state_dict": sd, "optimizer_state_dict": {}, "iter": 300, "infos": None}
     return dict(
-        payload=payload, arch={}, std=sd["log_std"].exp(),
+        payload=payload,
+        arch={},
+        std=sd["log_std"].exp(),
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a),
         critic=lambda o, a: by_hand(sd, "critic.", o["policy"], a),
         source="rsl_rl 1.x-3.x (no observation normaliser) (converted)",
@@ -173,7 +201,9 @@ def v3_both_normalisers(gen):
     payload = {"model_state_dict": sd, "optimizer_state_dict": {}, "iter": 300, "infos": None}
     cat = lambda o: torch.cat([o["policy"], o["critic"]], dim=-1)  # noqa: E731
     return dict(
-        payload=payload, arch={"obs_groups": {"actor": ["policy"], "critic": ["policy", "critic"]}}, std=sd["std"],
+        payload=payload,
+        arch={"obs_groups": {"actor": ["policy"], "critic": ["policy", "critic"]}},
+        std=sd["std"],
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a, norm_a),
         critic=lambda o, a: by_hand(sd, "critic.", cat(o), a, norm_c),
         source="rsl_rl 3.x (converted)",
@@ -191,7 +221,9 @@ def v3_actor_normaliser_log_std(gen):
     }
     payload = {"model_state_dict": sd, "optimizer_state_dict": {}, "iter": 300, "infos": None}
     return dict(
-        payload=payload, arch={"obs_groups": {"actor": ["policy"], "critic": ["critic"]}}, std=sd["log_std"].exp(),
+        payload=payload,
+        arch={"obs_groups": {"actor": ["policy"], "critic": ["critic"]}},
+        std=sd["log_std"].exp(),
         actor=lambda o, a: by_hand(sd, "actor.", o["policy"], a, norm_a),
         critic=lambda o, a: by_hand(sd, "critic.", o["critic"], a),
         source="rsl_rl 3.x (converted)",
@@ -205,12 +237,23 @@ def v4(gen, std_key="std", critic_norm=True):
     critic = linear_layers("mlp.", 87, 1, gen)
     if critic_norm:
         critic.update({f"obs_normalizer.{k}": v for k, v in norm_c.items()})
-    raw = torch.randn(NUM_ACTIONS, generator=gen) - 1 if "log" in std_key else 0.2 + torch.rand(NUM_ACTIONS, generator=gen)
+    raw = (
+        torch.randn(NUM_ACTIONS, generator=gen) - 1
+        if "log" in std_key
+        else 0.2 + torch.rand(NUM_ACTIONS, generator=gen)
+    )
     actor[std_key] = raw
-    payload = {"actor_state_dict": actor, "critic_state_dict": critic, "optimizer_state_dict": {}, "iter": 300, "infos": None}
+    payload = {
+        "actor_state_dict": actor,
+        "critic_state_dict": critic,
+        "optimizer_state_dict": {},
+        "iter": 300,
+        "infos": None,
+    }
     cat = lambda o: torch.cat([o["policy"], o["critic"]], dim=-1)  # noqa: E731
     return dict(
-        payload=payload, arch={"obs_groups": {"actor": ["policy"], "critic": ["policy", "critic"]}},
+        payload=payload,
+        arch={"obs_groups": {"actor": ["policy"], "critic": ["policy", "critic"]}},
         std=raw.exp() if "log" in std_key else raw,
         actor=lambda o, a: by_hand(actor, "mlp.", o["policy"], a, norm_a),
         critic=lambda o, a: by_hand(critic, "mlp.", cat(o), a, norm_c if critic_norm else None),
@@ -376,11 +419,18 @@ REFUSED = {
     ),
 }
 REFUSED_LAYOUT = {
-    "not rsl_rl": "v1.0.2", "recurrent 1.x": "v1.0.2", "student-teacher 2.3": "v1.0.2",
-    "state-dependent std 3.1": "v3-both-normalisers", "heteroscedastic 5.x": "v5-std-param", "rnn 4.x": "v4-std",
-    "2.x without critic normaliser": "v2.2-no-critic-group", "2.x without actor normaliser": "v2.2-no-critic-group",
-    "normaliser without _std": "v2.2-no-critic-group", "normaliser of another width": "v2.2-no-critic-group",
-    "std of another width": "v1.0.2", "gap in the layers": "v1.0.2",
+    "not rsl_rl": "v1.0.2",
+    "recurrent 1.x": "v1.0.2",
+    "student-teacher 2.3": "v1.0.2",
+    "state-dependent std 3.1": "v3-both-normalisers",
+    "heteroscedastic 5.x": "v5-std-param",
+    "rnn 4.x": "v4-std",
+    "2.x without critic normaliser": "v2.2-no-critic-group",
+    "2.x without actor normaliser": "v2.2-no-critic-group",
+    "normaliser without _std": "v2.2-no-critic-group",
+    "normaliser of another width": "v2.2-no-critic-group",
+    "std of another width": "v1.0.2",
+    "gap in the layers": "v1.0.2",
 }
 
 

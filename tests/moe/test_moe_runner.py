@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import read_events
 from moe_helpers import LEGS_ARM, OBS_GROUPS, LinearEnv
 
-from helpers import read_events
 from rsl_rl_moe.runners import MoERunner
 
 TASKS = ["even", "odd"]  # LinearEnv's task_id: env index % 2
 
 
-def runner_cfg(files: dict[str, str], action_groups=None, actor_class="rsl_rl_moe.modules:ActorCriticMoE") -> dict:
+def runner_cfg(files: dict[str, str], action_groups=None, actor_class="rsl_rl_moe.modules:MoEActor") -> dict:
     """A frozen policy (learning rate 0), so the rollout's gate weights can be recomputed afterwards."""
     return {
         "num_steps_per_env": 4,
         "save_interval": 100,
         "obs_groups": dict(OBS_GROUPS),
         "gate_logging": {"windows": [10]},
-        "algorithm": {"class_name": "rsl_rl_moe.algorithms:PPOMoE", "num_learning_epochs": 1, "num_mini_batches": 1,
-                      "learning_rate": 0.0, "schedule": "fixed"},  # fmt: skip
-        "actor": {"class_name": actor_class, "base_ckpt_path": files["base"], "arm_ckpt_path": files["arm"],
-                  "action_groups": action_groups, "obs_moe": {"hidden_dims": [16]}},  # fmt: skip
+        "algorithm": {
+            "class_name": "rsl_rl_moe.algorithms:PPOMoE",
+            "num_learning_epochs": 1,
+            "num_mini_batches": 1,
+            "learning_rate": 0.0,
+            "schedule": "fixed",
+        },  # fmt: skip
+        "actor": {
+            "class_name": actor_class,
+            "expert_sources": {"experts": {"base": files["base"], "arm": files["arm"]}},
+            "action_groups": action_groups,
+            "obs_moe": {"hidden_dims": [16]},
+        },  # fmt: skip
         "critic": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [16]},
     }
 
@@ -56,9 +65,11 @@ def test_tracker_state_travels_with_the_checkpoint(tmp_path, expert_files):
     runner.learn(2)
     restored = MoERunner(LinearEnv(), cfg, log_dir=None, env_description={"task_names": TASKS})
     restored.load(str(tmp_path / "model_1.pt"))
-    assert restored.gate_tracker.lifetime_counts() == runner.gate_tracker.lifetime_counts() == {
-        task: {"env_steps": 8, "rows": 32} for task in TASKS
-    }
+    assert (
+        restored.gate_tracker.lifetime_counts()
+        == runner.gate_tracker.lifetime_counts()
+        == {task: {"env_steps": 8, "rows": 32} for task in TASKS}
+    )
     assert restored.gate_tracker.get_expert_selection_stats() == runner.gate_tracker.get_expert_selection_stats()
 
 
@@ -82,8 +93,9 @@ def test_task_ids_without_names_and_plain_actors_are_refused(expert_files):
 def test_resume_continues_the_counters_and_windows_exactly(tmp_path, expert_files):
     """2 iterations, then 2 more from the checkpoint: the same selection counts and conflict window as 4 in one go
     (the saved iteration is not trained, nor counted, twice)."""
-    cfg = runner_cfg(expert_files) | {"diagnostics": {"conflict_interval": 1, "noise_floor": False,
-                                                      "monitor_norm_freq": 0, "image_interval": 0}}
+    cfg = runner_cfg(expert_files) | {
+        "diagnostics": {"conflict_interval": 1, "noise_floor": False, "monitor_norm_freq": 0, "image_interval": 0}
+    }
     straight = MoERunner(LinearEnv(), cfg, log_dir=None, env_description={"task_names": TASKS})
     straight.learn(4)
     first = MoERunner(LinearEnv(), cfg, log_dir=str(tmp_path / "a"), env_description={"task_names": TASKS})
@@ -92,9 +104,11 @@ def test_resume_continues_the_counters_and_windows_exactly(tmp_path, expert_file
     resumed.load(str(tmp_path / "a" / "model_1.pt"))
     assert resumed.current_learning_iteration == 2
     resumed.learn(2)
-    assert resumed.gate_tracker.lifetime_counts() == straight.gate_tracker.lifetime_counts() == {
-        task: {"env_steps": 16, "rows": 64} for task in TASKS
-    }
+    assert (
+        resumed.gate_tracker.lifetime_counts()
+        == straight.gate_tracker.lifetime_counts()
+        == {task: {"env_steps": 16, "rows": 64} for task in TASKS}
+    )
     history = resumed.diagnostics.conflict.state_dict()
     assert {name: len(entries) for name, entries in history.items()} == {
         name: 4 for name in straight.diagnostics.conflict.state_dict()

@@ -52,7 +52,10 @@ def test_schedule_warmup_then_annealed_sparsemax():
 
 
 def test_schedule_iteration_restored_from_state_dict():
-    cfg = {"routing": "sparsemax", "schedule": {"warmup_iterations": 2, "anneal_iterations": 4, "final_temperature": 0.5}}
+    cfg = {
+        "routing": "sparsemax",
+        "schedule": {"warmup_iterations": 2, "anneal_iterations": 4, "final_temperature": 0.5},
+    }
     gate = ObsMoE(6, **cfg)
     for _ in range(4):
         gate.step_schedule()

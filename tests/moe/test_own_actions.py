@@ -9,8 +9,11 @@ from torch.distributions import Normal
 
 from rsl_rl_moe.modules.own_actions import OwnActionsMLPModel
 
-KW = {"hidden_dims": [16], "activation": "elu",
-      "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"}}
+KW = {
+    "hidden_dims": [16],
+    "activation": "elu",
+    "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0, "std_type": "scalar"},
+}
 
 
 def models():
@@ -63,12 +66,26 @@ def test_a_checkpoint_trained_with_it_loads_as_an_mlp_expert(tmp_path):
     obs, model, plain = models()
     critic = MLPModel(obs, OBS_GROUPS, "critic", 1, hidden_dims=[16], activation="elu")
     actor_cfg = {"class_name": "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel", **KW}
-    infos = make_infos({"actor": actor_cfg, "critic": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [16],
-                                                       "activation": "elu"},
-                        "obs_groups": OBS_GROUPS, "obs_group_dims": GROUP_DIMS, "num_actions": NUM_ACTIONS})
+    infos = make_infos(
+        {
+            "actor": actor_cfg,
+            "critic": {"class_name": "rsl_rl.models:MLPModel", "hidden_dims": [16], "activation": "elu"},
+            "obs_groups": OBS_GROUPS,
+            "obs_group_dims": GROUP_DIMS,
+            "num_actions": NUM_ACTIONS,
+        }
+    )
     path = str(tmp_path / "e.pt")
-    save_checkpoint(path, {"actor_state_dict": model.state_dict(), "critic_state_dict": critic.state_dict(),
-                           "optimizer_state_dict": {}, "iter": 1, "infos": infos})
+    save_checkpoint(
+        path,
+        {
+            "actor_state_dict": model.state_dict(),
+            "critic_state_dict": critic.state_dict(),
+            "optimizer_state_dict": {},
+            "iter": 1,
+            "infos": infos,
+        },
+    )
     expert = load_expert("arm", path, obs, NUM_ACTIONS, "test")
     assert type(expert.actor) is MLPModel
     torch.testing.assert_close(expert.actor(obs), plain.eval()(obs))

@@ -1,15 +1,18 @@
 """Partial experts: a legged_gym-style Go2 expert (12 actions, its own 48-value observation group, its own
-joint order and scales) as the legs of a per-limb mixture, through ``expert_obs`` and ``action_maps``."""
+joint order and scales) as the legs of a per-limb mixture, through ``obs_maps`` and ``action_maps``. The models
+are given the app's names for their arguments (``scripts/common.py``), as in training, so messages name the overrides
+(``runner.alg.actor_critic.expert_obs.go2``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from moe_helpers import GROUP_DIMS, LEGS_ARM, NUM_ACTIONS, OBS_GROUPS, random_obs, save_expert
+from moe_helpers import GROUP_DIMS, LEGS_ARM, NUM_ACTIONS, OBS_GROUPS, expert_sources, random_obs, save_expert
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import CheckpointError
-from rsl_rl_moe.modules import ActorCriticMoE, MoECritic
+from rsl_rl_moe.modules import MoEActor, MoECritic
+from scripts.common import expert_message_names
 
 GO2_DIMS = {"policy": 48, "critic": GROUP_DIMS["critic"]}  # the Go2 expert's own layout
 ENV_DIMS = {**GROUP_DIMS, "legged_gym_policy": 48}
@@ -35,13 +38,15 @@ def files(tmp_path) -> dict[str, str]:
     }
 
 
-def make_actor(obs, files, **kw) -> ActorCriticMoE:
+def sources(files, obs_maps=GO2_OBS):
+    """Experts base, arm, go2 (in that order) with the app's names for messages."""
+    return expert_sources(files, obs_maps=obs_maps, message_names=expert_message_names())
+
+
+def make_actor(obs, files, expert_obs=GO2_OBS, **kw) -> MoEActor:
     torch.manual_seed(0)
-    cfg = {"expert_obs": GO2_OBS, "action_maps": GO2_MAP, "action_groups": LEGS_ARM, **kw}
-    return ActorCriticMoE(
-        obs, OBS_GROUPS, "actor", NUM_ACTIONS, base_ckpt_path=files["base"], arm_ckpt_path=files["arm"],
-        expert_ckpt_paths={"go2": files["go2"]}, **cfg,
-    )
+    cfg = {"action_maps": GO2_MAP, "action_groups": LEGS_ARM, **kw}
+    return MoEActor(obs, OBS_GROUPS, "actor", NUM_ACTIONS, expert_sources=sources(files, expert_obs), **cfg)
 
 
 def favour_go2(actor, logit: float = 50.0) -> None:
@@ -152,14 +157,12 @@ def test_product_of_experts_with_a_partial_expert(env_obs, files):
 
 def test_critic_reads_the_mapped_observations(env_obs, files):
     torch.manual_seed(0)
-    critic = MoECritic(
-        env_obs, OBS_GROUPS, "critic", 1, base_ckpt_path=files["base"], arm_ckpt_path=files["arm"],
-        expert_ckpt_paths={"go2": files["go2"]}, expert_obs=GO2_OBS, residual_hidden_dims=None,
-    )
+    critic = MoECritic(env_obs, OBS_GROUPS, "critic", 1, expert_sources=sources(files), residual_hidden_dims=None)
     value = critic(env_obs)
     w = critic.last_gate_weights
     values = torch.cat(
-        [critic.experts["base"](env_obs), critic.experts["arm"](env_obs), critic.experts["go2"](go2_view(env_obs))], dim=-1
+        [critic.experts["base"](env_obs), critic.experts["arm"](env_obs), critic.experts["go2"](go2_view(env_obs))],
+        dim=-1,
     )
     torch.testing.assert_close(value, (w * values).sum(dim=-1, keepdim=True))
 
@@ -183,7 +186,9 @@ def test_missing_env_group_is_named(files):
 
 
 def test_mapping_a_group_the_expert_does_not_read(env_obs, files):
-    with pytest.raises(CheckpointError, match=r"'go2'.*maps observation groups \['height_scan'\] that the expert does not read"):
+    with pytest.raises(
+        CheckpointError, match=r"'go2'.*maps observation groups \['height_scan'\] that the expert does not read"
+    ):
         make_actor(env_obs, files, expert_obs={"go2": {"policy": "legged_gym_policy", "height_scan": "critic"}})
 
 
@@ -206,9 +211,15 @@ def test_partial_expert_without_action_map_is_refused(env_obs, files):
         ({"indices": list(range(11)) + [18]}, r"action_maps.go2`.indices holds \[18\], outside the env's 18 actions"),
         ({"indices": list(range(11)) + [-1]}, r"action_maps.go2`.indices holds \[-1\], outside"),
         ({"indices": list(range(11)) + [3]}, r"action_maps.go2`.indices holds env actions \[3\] more than once"),
-        ({"indices": GO2_INDICES, "scale": [1.0] * 11}, r"action_maps.go2`.scale has 11 entries but expert 'go2' outputs 12"),
+        (
+            {"indices": GO2_INDICES, "scale": [1.0] * 11},
+            r"action_maps.go2`.scale has 11 entries but expert 'go2' outputs 12",
+        ),
         ({"indices": GO2_INDICES, "offset": [0.0] * 13}, r"action_maps.go2`.offset has 13 entries"),
-        ({"indices": GO2_INDICES, "gain": [1.0] * 12}, r"action_maps.go2` takes keys indices \(required\), scale, offset"),
+        (
+            {"indices": GO2_INDICES, "gain": [1.0] * 12},
+            r"action_maps.go2` takes keys indices \(required\), scale, offset",
+        ),
         ({"scale": [1.0] * 12}, r"action_maps.go2` takes keys indices \(required\)"),
     ],
 )
@@ -219,17 +230,27 @@ def test_bad_action_maps_are_refused(env_obs, files, action_map, pattern):
 
 def test_expert_covering_part_of_a_group_is_refused(env_obs, files):
     indices = list(range(10)) + [12, 13]
-    with pytest.raises(ValueError, match=r"expert 'go2' writes part of action group 'legs' but not its actions \[10, 11\]"):
+    with pytest.raises(
+        ValueError, match=r"expert 'go2' writes part of action group 'legs' but not its actions \[10, 11\]"
+    ):
         make_actor(env_obs, files, action_maps={"go2": {"indices": indices}})
 
 
 def test_group_no_expert_covers_is_refused(env_obs, files):
     torch.manual_seed(0)
     legs = {"indices": GO2_INDICES}
-    with pytest.raises(ValueError, match=r"no expert writes all of action group 'arm' \(actions \[12, 13, 14, 15, 16, 17\]\)"):
-        ActorCriticMoE(
-            env_obs, OBS_GROUPS, "actor", NUM_ACTIONS, base_ckpt_path=files["go2"], arm_ckpt_path=files["go2"],
-            expert_obs={"base": GO2_OBS["go2"], "arm": GO2_OBS["go2"]}, action_maps={"base": legs, "arm": legs},
+    with pytest.raises(
+        ValueError, match=r"no expert writes all of action group 'arm' \(actions \[12, 13, 14, 15, 16, 17\]\)"
+    ):
+        MoEActor(
+            env_obs,
+            OBS_GROUPS,
+            "actor",
+            NUM_ACTIONS,
+            expert_sources=sources(
+                {"base": files["go2"], "arm": files["go2"]}, {"base": GO2_OBS["go2"], "arm": GO2_OBS["go2"]}
+            ),
+            action_maps={"base": legs, "arm": legs},
             action_groups=LEGS_ARM,
         )
 
@@ -249,8 +270,15 @@ def test_onnx_export_matches_forward(tmp_path, env_obs, files):
     actor.eval()
     model = actor.as_onnx(verbose=False)
     path = str(tmp_path / "policy.onnx")
-    torch.onnx.export(model, model.get_dummy_inputs(), path, export_params=True, opset_version=18,
-                      input_names=model.input_names, output_names=model.output_names)
+    torch.onnx.export(
+        model,
+        model.get_dummy_inputs(),
+        path,
+        export_params=True,
+        opset_version=18,
+        input_names=model.input_names,
+        output_names=model.output_names,
+    )
     x = torch.cat([env_obs[g] for g in actor.input_groups], dim=-1)
     session = onnxruntime.InferenceSession(path)
     got = np.concatenate([session.run(None, {"obs": row[None].numpy()})[0] for row in x[:8]])  # batch size 1

@@ -17,8 +17,13 @@ from rsl_rl_moe.checkpoint import rsl_rl_version
 from rsl_rl_moe.modules import RoutingState
 
 MOE_KEYS = {
-    "moe_weight_regularization", "moe_load_balance", "moe_router_z", "moe_diversity",
-    "moe_gate_entropy", "moe_routing_temperature", "moe_routing_phase",
+    "moe_weight_regularization",
+    "moe_load_balance",
+    "moe_router_z",
+    "moe_diversity",
+    "moe_gate_entropy",
+    "moe_routing_temperature",
+    "moe_routing_phase",
 }
 
 
@@ -59,7 +64,7 @@ def test_attach_loss_adds_the_loss_gradient():
 
 
 def train_cfg(files, critic_class="rsl_rl_moe.modules:MoECritic", **alg) -> dict:
-    experts = {"base_ckpt_path": files["base"], "arm_ckpt_path": files["arm"]}
+    experts = {"expert_sources": {"experts": {"base": files["base"], "arm": files["arm"]}}}
     critic = {"class_name": critic_class, **(experts if "MoECritic" in critic_class else {"hidden_dims": [32]})}
     return {
         "num_steps_per_env": 4,
@@ -74,9 +79,13 @@ def train_cfg(files, critic_class="rsl_rl_moe.modules:MoECritic", **alg) -> dict
             **alg,
         },
         "actor": {
-            "class_name": "rsl_rl_moe.modules:ActorCriticMoE",
+            "class_name": "rsl_rl_moe.modules:MoEActor",
             **experts,
-            "obs_moe": {"hidden_dims": [16], "routing": "sparsemax", "schedule": {"warmup_iterations": 1, "anneal_iterations": 2, "final_temperature": 0.5}},
+            "obs_moe": {
+                "hidden_dims": [16],
+                "routing": "sparsemax",
+                "schedule": {"warmup_iterations": 1, "anneal_iterations": 2, "final_temperature": 0.5},
+            },
         },
         "critic": critic,
     }
@@ -107,7 +116,9 @@ def test_training_keeps_experts_bit_identical(tmp_path, expert_files, critic_cla
     losses = alg.update()
     assert MOE_KEYS <= set(losses) and all(math.isfinite(v) for v in losses.values())
     assert losses["moe_routing_phase"] == 2.0 and losses["moe_routing_temperature"] == pytest.approx(0.75)
-    assert alg.actor.gate.routing_state == RoutingState("final", "sparsemax", 0.5) and int(alg.actor.gate.iteration) == 3
+    assert (
+        alg.actor.gate.routing_state == RoutingState("final", "sparsemax", 0.5) and int(alg.actor.gate.iteration) == 3
+    )
     assert [m.expert_checksum() for m in (alg.actor, alg.critic) if hasattr(m, "expert_checksum")] == checksums
     assert any(not torch.equal(a, b) for a, b in zip(gate_before, alg.actor.gate.parameters()))
     assert all(p.grad is None for p in alg.actor.experts.parameters())
@@ -122,8 +133,16 @@ def test_regularizer_step_is_minus_lr_times_its_gradient(expert_files):
     """With zero advantages the gate's only gradient is the regulariser's: one SGD step must equal -lr * grad R."""
     lr = 0.5
     cfg = train_cfg(
-        expert_files, "rsl_rl.models:MLPModel", num_learning_epochs=1, num_mini_batches=1, optimizer="sgd",
-        learning_rate=lr, schedule="fixed", entropy_coef=0.0, max_grad_norm=1e9, moe_weight_regularization=0.3,
+        expert_files,
+        "rsl_rl.models:MLPModel",
+        num_learning_epochs=1,
+        num_mini_batches=1,
+        optimizer="sgd",
+        learning_rate=lr,
+        schedule="fixed",
+        entropy_coef=0.0,
+        max_grad_norm=1e9,
+        moe_weight_regularization=0.3,
         router_z_loss_coef=0.1,
     )
     cfg["actor"]["obs_moe"] = {"hidden_dims": [16], "routing": "softmax"}
@@ -164,8 +183,15 @@ def test_loss_terms_are_the_loss_rsl_rl_minimises(expert_files):
     update() equals -lr * the gradient of their sum for every trainable parameter (actor gate, std, critic)."""
     lr = 0.5
     cfg = train_cfg(
-        expert_files, num_learning_epochs=1, num_mini_batches=1, optimizer="sgd", learning_rate=lr,
-        schedule="fixed", max_grad_norm=1e9, entropy_coef=0.01, value_loss_coef=0.7,
+        expert_files,
+        num_learning_epochs=1,
+        num_mini_batches=1,
+        optimizer="sgd",
+        learning_rate=lr,
+        schedule="fixed",
+        max_grad_norm=1e9,
+        entropy_coef=0.01,
+        value_loss_coef=0.7,
     )
     env = LinearEnv()
     alg = OnPolicyRunner(env, cfg, log_dir=None).alg

@@ -9,12 +9,12 @@ import os
 
 import pytest
 import torch
+from helpers import read_events
 from moe_helpers import LEGS_ARM, LinearEnv
 from test_moe_runner import TASKS, runner_cfg
 
-from helpers import read_events
 from rsl_rl_moe.algorithms import PPOMoE
-from rsl_rl_moe.diagnostics import FrozenExpertChangedError
+from rsl_rl_moe.diagnostics import FrozenExpertChangedError, grouped_action_ground_cost, tags
 from rsl_rl_moe.runners import MoERunner
 from rsl_rl_moe.runners.training_diagnostics import DiagnosticsConfig, limb_gate_slices
 
@@ -117,3 +117,48 @@ def test_diagnostics_do_not_change_training(tmp_path, expert_files):
     for part in ("actor_state_dict", "critic_state_dict"):
         for key, value in states[0][part].items():
             assert torch.equal(value, states[1][part][key]), (part, key)
+
+
+@pytest.mark.parametrize("action_groups", [None, LEGS_ARM])
+def test_wasserstein_between_tasks_is_logged_with_the_expert_action_ground_cost(tmp_path, expert_files, action_groups):
+    """A real run logs moe/selection[/<group>]/w<W>/wasserstein/<a>__<b> at every iteration; the ground cost is the
+    mean L2 distance between the experts' actions on the update's last minibatch (per group on its actions). Every
+    diagnostics tag of the run parses back through the tag schema."""
+    runner = make_runner(expert_files, str(tmp_path), EVERY_ITERATION, action_groups=action_groups)
+    actor = runner.alg.actor
+    update_forwards = []  # expert actions of each forward with gradient: the update's minibatches
+
+    def keep_expert_actions(module, args, out):
+        if torch.is_grad_enabled():
+            update_forwards.append(module.last_expert_actions)
+
+    actor.register_forward_hook(keep_expert_actions)
+    learn(runner, 2)
+    tracker = runner.gate_tracker
+    groups = actor.action_to_group if action_groups else None
+    expected = grouped_action_ground_cost(update_forwards[-1], groups, tracker.num_groups)
+    cost = tracker.state_dict()["ground_cost"]  # (G, E, E), checkpointed with the tracker
+    assert torch.allclose(cost, expected.cpu()) and (cost[:, 0, 1] > 0).all()
+    events = read_events(str(tmp_path))
+    literal = (
+        "moe/selection/legs/w10/wasserstein/even__odd" if action_groups else "moe/selection/w4/wasserstein/even__odd"
+    )
+    assert literal in events.Tags()["scalars"]
+    tag_groups = list(action_groups) if action_groups else [None]
+    for g, group in enumerate(tag_groups):
+        for window in tracker.windows:  # the iteration's 4 steps and the configured 10
+            wasserstein, tv = (
+                events.Scalars(tags.TaskDistance(window, name, "even", "odd", group, tags.RUN_SELECTION).tag)
+                for name in ("wasserstein", "tv")
+            )
+            assert [e.step for e in wasserstein] == [0, 1]
+            # two experts: all of the moved mass |p_0 - q_0| = TV travels the one distance between them
+            assert wasserstein[-1].value == pytest.approx(tv[-1].value * float(cost[g, 0, 1]), rel=1e-5, abs=1e-7)
+    # every tag of the run that is not rsl_rl's is a record of the schema and builds back to itself
+    written = events.Tags()["scalars"] + events.Tags()["images"]
+    ours = [t for t in written if not t.startswith(("Loss/", "Train/", "Policy/")) and not (
+        t.startswith("Perf/") and t != tags.DIAGNOSTICS_TIME)]  # fmt: skip
+    assert len(ours) > 150
+    for tag in ours:
+        record = tags.parse(tag)
+        assert record is not None and record.tag == tag, tag
