@@ -46,7 +46,7 @@ setup(
         "imageio-ffmpeg>=0.4",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff==0.17.6", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        "dev": ["pytest>=7", "ruff==0.17.6", "setuptools>=64", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
         "gpu": ["mujoco-warp", "warp-lang"],
     },
 )
