@@ -8,10 +8,10 @@ import torch
 from helpers import CONFIG_DIR, compose_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
-from rsl_rl.utils import resolve_class
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import CheckpointError
+from rsl_rl_moe.compat import resolve_class
 from rsl_rl_moe.modules import ExpertSources
 from scripts.common import make_train_cfg
 

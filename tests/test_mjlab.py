@@ -6,14 +6,15 @@ builds it: ``ManagerBasedRlEnv(cfg, device)`` wrapped by ``mjlab.rl.RslRlVecEnvW
 Two frozen experts, tiny MLPs written here for the task's observation and action sizes, are mixed by the MoE
 actor and critic; two iterations with every diagnostic on each iteration.
 
-Needs mjlab (not a dependency of this package); mjlab 1.6.0 pins ``rsl-rl-lib==5.4.2``, so install
-``rsl-rl-lib==5.5.1`` over it (pip warns). The first run compiles MuJoCo Warp's CPU kernels (about half a
-minute, cached in ``~/.cache/warp``).
+Needs mjlab (not a dependency of this package). Passes with mjlab 1.6.0's own ``rsl-rl-lib==5.4.2`` (through
+``rsl_rl_moe.compat``) and with 5.5.1. The first run compiles MuJoCo Warp's CPU kernels (about half a minute,
+cached in ``~/.cache/warp``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 
 import pytest
@@ -51,9 +52,10 @@ def save_expert(path, seed: int, dims: dict[str, int], num_actions: int) -> str:
     torch.manual_seed(seed)
     obs = random_obs(dims, 4, seed)
     actor_cfg, critic_cfg = expert_cfgs(hidden_dims=(32, 32))
-    kwargs = {k: v for k, v in actor_cfg.items() if k != "class_name"}
+    kwargs = {k: v for k, v in copy.deepcopy(actor_cfg).items() if k != "class_name"}  # rsl_rl 5.4 pops from it
     actor = MLPModel(obs, OBS_GROUPS, "actor", num_actions, **kwargs)
-    critic = MLPModel(obs, OBS_GROUPS, "critic", 1, **{k: v for k, v in critic_cfg.items() if k != "class_name"})
+    critic_kwargs = {k: v for k, v in copy.deepcopy(critic_cfg).items() if k != "class_name"}
+    critic = MLPModel(obs, OBS_GROUPS, "critic", 1, **critic_kwargs)
     with torch.no_grad():
         actor.distribution.std_param.fill_(0.3)
         for p in list(actor.mlp.parameters()) + list(critic.mlp.parameters()):

@@ -32,8 +32,11 @@ from collections.abc import Callable
 
 import torch
 from rsl_rl.algorithms import PPO
+from rsl_rl.env import VecEnv
 from rsl_rl.utils import resolve_callable
 from tensordict import TensorDict
+
+from rsl_rl_moe import compat
 
 ActHook = Callable[[TensorDict, torch.Tensor], None]
 """``hook(obs, actions)`` called after each ``act`` (see the module docstring)."""
@@ -54,6 +57,11 @@ class HookedPPO(PPO):
         """Called as ``hook(obs, actions)`` after each :meth:`act`, in list order."""
         self.around_update_hooks: list[UpdateHook] = []
         """Called as ``hook(update)`` around each :meth:`update`; the first is the outermost."""
+
+    @staticmethod
+    def construct_algorithm(obs: TensorDict, env: VecEnv, cfg: dict, device: str) -> PPO:
+        """rsl_rl's, leaving ``cfg`` as rsl-rl-lib 5.5 does on older 5.x releases too (:mod:`rsl_rl_moe.compat`)."""
+        return compat.construct_algorithm(PPO.construct_algorithm, obs, env, cfg, device)
 
     def act(self, obs: TensorDict) -> torch.Tensor:
         """rsl_rl's ``act(obs)``, then each ``hook(obs, actions)`` of :attr:`after_act_hooks`."""

@@ -48,10 +48,11 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 from rsl_rl.modules import MLP
-from rsl_rl.utils import resolve_class, unpad_trajectories
+from rsl_rl.utils import unpad_trajectories
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import entry_name
+from rsl_rl_moe.compat import resolve_class
 from rsl_rl_moe.digest import state_digest
 from rsl_rl_moe.modules.expert_choice import ExpertChoiceDistribution
 from rsl_rl_moe.modules.experts import Expert, ExpertSources, check_expert_names, expert_obs_view, load_experts

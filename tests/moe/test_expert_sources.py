@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 from moe_helpers import LEGS_ARM, NUM_ACTIONS, OBS_GROUPS, expert_sources, expert_sources_cfg, make_obs, save_expert
-from rsl_rl.utils import resolve_callable, resolve_class
+from rsl_rl.utils import resolve_callable
 from tensordict import TensorDict
 
 from rsl_rl_moe.checkpoint import (
@@ -17,6 +17,7 @@ from rsl_rl_moe.checkpoint import (
     upgrade_model_cfg,
     upgrade_model_description,
 )
+from rsl_rl_moe.compat import resolve_class
 from rsl_rl_moe.digest import state_digest, state_digests, tensor_digest
 from rsl_rl_moe.modules import ExpertSources, MoEActor, MoECritic, load_expert
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from moe_helpers import GROUP_DIMS, NUM_ACTIONS, OBS_GROUPS, random_obs
 from rsl_rl.models import MLPModel
@@ -19,8 +21,8 @@ KW = {
 def models():
     obs = random_obs(GROUP_DIMS, 6, seed=0)
     torch.manual_seed(0)
-    own = OwnActionsMLPModel(obs, OBS_GROUPS, "actor", NUM_ACTIONS, **KW)
-    plain = MLPModel(obs, OBS_GROUPS, "actor", NUM_ACTIONS, **KW)
+    own = OwnActionsMLPModel(obs, OBS_GROUPS, "actor", NUM_ACTIONS, **copy.deepcopy(KW))  # rsl_rl 5.4 pops from it
+    plain = MLPModel(obs, OBS_GROUPS, "actor", NUM_ACTIONS, **copy.deepcopy(KW))
     plain.load_state_dict(own.state_dict())
     with torch.no_grad():
         own.distribution.std_param.uniform_(0.3, 1.5)
