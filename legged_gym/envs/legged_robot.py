@@ -1,18 +1,12 @@
 """LeggedRobot: the Go2+Piper vectorised env on the rsl_rl 5.5 VecEnv API.
 
-Observation groups (TensorDict, float32):
+Observation groups (TensorDict, float32), declared term by term in :mod:`legged_gym.envs.observations`:
+``policy`` (N, 69), ``critic`` (N, 16), ``task_id`` (N, 1) and, only with a partner (:meth:`LeggedRobot.set_partner`),
+``own_actions`` (N, 18) (read by :class:`rsl_rl_moe.modules.own_actions.OwnActionsMLPModel`).
 
-- ``policy`` (N, 69), noisy proprioception + commands, in this order:
-  base angular velocity * 0.25 (3, base frame), projected gravity (3), velocity command
-  (vx*2, vy*2, yaw_rate*0.25) (3), end-effector target (3, [m], base-yaw frame from the base origin),
-  end-effector position (3, same frame), joint positions - default (18, [rad]),
-  joint velocities * 0.05 (18), last actions (18).
-- ``critic`` (N, 16), privileged: base linear velocity * 2 (3, base frame), trunk height (1, [m]),
-  foot contacts (4, 0/1), friction coefficient (1), added trunk mass (1, [kg]), PD-gain scale (1),
-  end-effector position error (3, [m], noise-free), velocity-tracking error (vx, vy) (2, [m/s]).
-- ``task_id`` (N, 1): the env's task index into ``task_names`` (for diagnostics; not a model input).
-- ``own_actions`` (N, 18), only with a partner (:meth:`LeggedRobot.set_partner`): 1 where the next action's entry is
-  applied, 0 where the partner writes it (read by :class:`rsl_rl_moe.modules.own_actions.OwnActionsMLPModel`).
+Devices: every buffer lives on ``env.device``, the simulator's (``env.sim_device``: ``cpu`` is ``mujoco.batch``,
+``cuda:N`` MuJoCo Warp, ``warp-cpu`` MuJoCo Warp on the CPU). The per-step math runs once, written against the array
+backend ``env.array_backend`` (:mod:`legged_gym.utils.arrays`): numpy views on CPU, torch tensors elsewhere.
 
 Actions (N, 18): joint position offsets; target = default + action_scale * clip(action). A partner policy
 (:meth:`LeggedRobot.set_partner`, config ``env.partner``) may write the legs' or the arm's entries in some tasks'
@@ -23,40 +17,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
-import numpy as np
 import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from legged_gym.envs import rewards as reward_terms
 from legged_gym.envs.commands import TASK_NAMES, TaskCommands
+from legged_gym.envs.observations import (
+    CRITIC_OBS_DIM,
+    CRITIC_TERMS,
+    POLICY_OBS_DIM,
+    POLICY_TERMS,
+    noise_half_width,
+    scale_vector,
+)
 from legged_gym.robots.go2_piper import ACTION_JOINTS, LEG_NAMES, NUM_ACTIONS, NUM_LEG_ACTIONS, load_robot
 from legged_gym.sim import make_backend
+from legged_gym.utils.arrays import array_ops
 from legged_gym.utils.buffers import ReadOnlyView, bind_buffer, declare_in_place_buffers
-from legged_gym.utils.math import quat_from_yaw, rotate_inverse, rotation_matrices, world_to_yaw_frame
+from legged_gym.utils.math import StateMath, quat_from_yaw
 
-POLICY_OBS_DIM = 69
-CRITIC_OBS_DIM = 16
 EPISODE_METRICS = ("return", "lin_vel_error", "ang_vel_error", "ee_error")
 NUM_FEET = len(LEG_NAMES)
 DERIVED_STATE = {  # name: (shape per env, dtype), written in place by LeggedRobot._refresh_state
-    "base_lin_vel_b": ((3,), np.float32),
-    "projected_gravity": ((3,), np.float32),
-    "ee_pos_b": ((3,), np.float32),
-    "joint_pos_rel": ((NUM_ACTIONS,), np.float32),
-    "lin_vel_error": ((2,), np.float32),
-    "yaw_rate_error": ((), np.float32),
-    "ee_error": ((3,), np.float32),
-    "foot_contact": ((NUM_FEET,), bool),
+    "base_lin_vel_b": ((3,), torch.float32),
+    "projected_gravity": ((3,), torch.float32),
+    "ee_pos_b": ((3,), torch.float32),
+    "joint_pos_rel": ((NUM_ACTIONS,), torch.float32),
+    "lin_vel_error": ((2,), torch.float32),
+    "yaw_rate_error": ((), torch.float32),
+    "ee_error": ((3,), torch.float32),
+    "foot_contact": ((NUM_FEET,), torch.bool),
 }
 STEP_STATE = {  # name: (shape per env, dtype), kept across steps and updated in place by LeggedRobot.step
-    "feet_air_time": ((NUM_FEET,), np.float32),  # [s] since the foot last touched down
-    "last_contacts": ((NUM_FEET,), bool),
-    "first_contact": ((NUM_FEET,), bool),  # touchdown in this step
-    "touchdown_air_time": ((NUM_FEET,), np.float32),  # [s] air time of this step's touchdowns, 0 elsewhere
-    "reset_buf": ((), bool),  # the env ends its episode in this step
-    "time_out_buf": ((), bool),  # ... because it reached the maximum episode length
+    "feet_air_time": ((NUM_FEET,), torch.float32),  # [s] since the foot last touched down
+    "last_contacts": ((NUM_FEET,), torch.bool),
+    "first_contact": ((NUM_FEET,), torch.bool),  # touchdown in this step
+    "touchdown_air_time": ((NUM_FEET,), torch.float32),  # [s] air time of this step's touchdowns, 0 elsewhere
+    "reset_buf": ((), torch.bool),  # the env ends its episode in this step
+    "time_out_buf": ((), torch.bool),  # ... because it reached the maximum episode length
 }
 
 
@@ -85,7 +86,7 @@ class LeggedRobot(VecEnv):
     Args:
         cfg: the resolved ``env`` config (plain dict), see ``config/env_base/go2_piper.yaml``.
 
-    State that the env reads through numpy views (``episode_length_buf``, :data:`DERIVED_STATE`,
+    State that the env reads through array views (``episode_length_buf``, :data:`DERIVED_STATE`,
     :data:`STEP_STATE`) is declared :class:`~legged_gym.utils.buffers.InPlaceBuffer` (below the class):
     assigning it, as rsl_rl's ``learn(init_at_random_ep_len=True)`` and legged_gym-style subclasses do, writes
     into the buffer the views read. The views of the simulator state are read-only attributes.
@@ -94,7 +95,7 @@ class LeggedRobot(VecEnv):
     base_pos = ReadOnlyView()
     base_quat = ReadOnlyView()
     base_height = ReadOnlyView()
-    _base_height_column = ReadOnlyView()
+    base_height_column = ReadOnlyView()
     joint_pos = ReadOnlyView()
     base_ang_vel_b = ReadOnlyView()
     joint_vel = ReadOnlyView()
@@ -110,50 +111,52 @@ class LeggedRobot(VecEnv):
         self.num_envs = int(cfg["num_envs"])
         self.num_actions = NUM_ACTIONS
         self.task_names = list(TASK_NAMES)
-        self.robot = load_robot(cfg["robot"])
-        self.sim = make_backend(self.robot.model, self.num_envs, cfg["sim_device"], cfg.get("nthread", 0))
+        robot = load_robot(cfg["robot"])
+        self.sim = make_backend(robot.model, self.num_envs, cfg["sim_device"], cfg.get("nthread", 0))
         self.device = self.sim.device
+        self.robot = robot.to(self.device)
+        self.ops = array_ops(cfg.get("array_backend", "auto"), self.device)
+        self._math = StateMath(self.ops)
         self.decimation = int(cfg["robot"]["decimation"])
         self.dt = self.decimation * float(cfg["robot"]["timestep"])
         self.max_episode_length = math.ceil(cfg["episode_length_s"] / self.dt)
-        self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        self.generator = torch.Generator(device=self.device).manual_seed(int(cfg["seed"]))
         self.reward_cfg = cfg["rewards"]
-        self.commands = TaskCommands(cfg["tasks"], self.robot.ee_home_b, self.num_envs, self.dt, self.generator)
+        self.commands = TaskCommands(
+            cfg["tasks"], self.robot.ee_home_b, self.num_envs, self.dt, self.generator, self.device, self.ops
+        )
 
-        n = self.num_envs
+        n, device = self.num_envs, self.device
         self.default_joint_pos = self.robot.default_joint_pos
-        self.action_scale = torch.tensor(cfg["robot"]["action_scale"], dtype=torch.float32)
+        self.action_scale = torch.tensor(cfg["robot"]["action_scale"], dtype=torch.float32, device=device)
         self._joint_low, self._joint_high = self.robot.joint_range.unbind(dim=1)  # (18,) each [rad]
         limits_mid = self.robot.joint_range.mean(dim=1)
         limits_half = 0.5 * (self.robot.joint_range[:, 1] - self.robot.joint_range[:, 0])
         soft = float(cfg["rewards"]["soft_joint_limit"])
         self.soft_joint_low = limits_mid - soft * limits_half  # (18,) [rad] the joint_pos_limits term's range
         self.soft_joint_high = limits_mid + soft * limits_half
-        self.episode_length_buf = torch.zeros(n, dtype=torch.long)
-        self.actions = torch.zeros(n, NUM_ACTIONS)
+        self.episode_length_buf = torch.zeros(n, dtype=torch.long, device=device)
+        self.actions = torch.zeros(n, NUM_ACTIONS, device=device)
         self.joint_pos_target = self.default_joint_pos.repeat(n, 1)  # (N, 18) [rad] PD target of the last step,
         # default + action_scale * action, before the joint limits
-        self.last_actions = torch.zeros(n, NUM_ACTIONS)
-        self.last_joint_vel = torch.zeros(n, NUM_ACTIONS)
-        self.stand_anchor_xy = torch.zeros(n, 2)  # [m] world xy where the base was last told to stand (kept
-        # up to date only while the base_drift term is weighted)
+        self.last_actions = torch.zeros(n, NUM_ACTIONS, device=device)
+        self.last_joint_vel = torch.zeros(n, NUM_ACTIONS, device=device)
+        # [m] world xy where the base was last told to stand (kept up to date only while base_drift is weighted)
+        self.stand_anchor_xy = torch.zeros(n, 2, device=device)
         self._bind_state_views()
         self._partner_policy: Callable[[TensorDict], torch.Tensor] | None = None
 
         self._randomize_domain()
         self.reward_names: list[str] = []
-        self.episode_sums = torch.zeros(0, n)  # (K, N) weighted sums per term (rows stack and add faster than columns)
+        self.episode_sums = torch.zeros(0, n, device=device)  # (K, N) weighted sums per term (rows stack and add
+        # faster than columns)
         self._build_reward_terms()
-        self.episode_metric_sums = torch.zeros(len(EPISODE_METRICS), n)  # (4, N) per-step sums, EPISODE_METRICS order
+        self.episode_metric_sums = torch.zeros(len(EPISODE_METRICS), n, device=device)  # (4, N) per-step sums,
+        # EPISODE_METRICS order
         self.episode_metrics = dict(zip(EPISODE_METRICS, self.episode_metric_sums))  # (N,) views of its rows
-        self._policy_obs_scale = self._build_policy_obs_scale()
-        self.noise_scale = self._build_noise_scale()
-        half_width = self.noise_scale.numpy()
-        self._noise_affine = (2.0 * half_width, -half_width)  # uniform [0, 1) -> [-half width, half width)
-        self._noise_np = np.zeros((n, POLICY_OBS_DIM), dtype=np.float32)
-        self._noise_rng = np.random.default_rng(int(cfg["seed"]))  # draws floats faster than torch's generator
+        self._build_observation_terms()
 
-        self.reset_idx(torch.arange(n))
+        self.reset_idx(torch.arange(n, device=device))
         self._refresh_state()
         self.obs = self._compute_observations()
 
@@ -188,13 +191,14 @@ class LeggedRobot(VecEnv):
         }
         # the termination term, if weighted, comes last: it is added after the only-positive clip
         names = sorted(scales, key=lambda name: name == "termination")
-        sums = torch.zeros(len(names), self.num_envs)
+        sums = torch.zeros(len(names), self.num_envs, device=self.device)
         for row, name in enumerate(names):
             if name in self.reward_names:
                 sums[row] = self.episode_sums[self.reward_names.index(name)]
         self.reward_names, self.episode_sums = names, sums
         self.reward_functions = [getattr(reward_terms, name) for name in names]
-        self.reward_scales = torch.tensor([scales[name] for name in names])[:, None]  # (K, 1) per policy step
+        self.reward_scales = torch.tensor([scales[name] for name in names], device=self.device)[:, None]  # (K, 1)
+        # per policy step
         self._termination_weighted = names[-1:] == ["termination"]
 
     def update_cfg(self, overrides: dict) -> None:
@@ -260,11 +264,11 @@ class LeggedRobot(VecEnv):
     def _randomize_domain(self) -> None:
         """Per-env friction, added trunk mass and PD-gain scale, drawn once at construction."""
         dr = self.cfg["domain_rand"]
-        n, all_ids = self.num_envs, torch.arange(self.num_envs)
+        n, all_ids = self.num_envs, torch.arange(self.num_envs, device=self.device)
 
         def draw(key: str, default: float) -> torch.Tensor:
             low, high = dr[key] if dr["enabled"] else (default, default)
-            return low + (high - low) * torch.rand(n, generator=self.generator)
+            return low + (high - low) * torch.rand(n, generator=self.generator, device=self.device)
 
         self.friction = draw("friction_range", 1.0)
         self.added_mass = draw("added_mass_range", 0.0)
@@ -274,41 +278,27 @@ class LeggedRobot(VecEnv):
         self.kp = self.robot.kp * self.gain_scale[:, None]
         self.kd = self.robot.kd * self.gain_scale[:, None]
         self.sim.set_actuator_gains(all_ids, self.kp, self.kd)
-        self.torque_limits = torch.tensor(self.cfg["robot"]["torque_limits"], dtype=torch.float32)
+        self.torque_limits = torch.tensor(self.cfg["robot"]["torque_limits"], dtype=torch.float32, device=self.device)
         self._push_interval = max(1, round(dr["push_interval_s"] / self.dt))  # [policy steps] between pushes
-        self._domain_params = torch.stack([self.friction, self.added_mass, self.gain_scale], dim=1)  # (N, 3) critic obs
+        self.domain_params = torch.stack([self.friction, self.added_mass, self.gain_scale], dim=1)  # (N, 3)
 
-    def _build_policy_obs_scale(self) -> torch.Tensor:
-        """(69,) scale: policy observation = raw * scale, where raw concatenates base angular velocity,
-        projected gravity, velocity command, EE target, EE position, joint positions relative to the default
-        pose, joint velocities and last actions."""
-        return torch.cat(
-            [
-                torch.full((3,), 0.25),
-                torch.ones(3),
-                torch.tensor([2.0, 2.0, 0.25]),  # vx, vy [m/s] and yaw rate [rad/s] to obs units
-                torch.ones(6),
-                torch.ones(NUM_ACTIONS),
-                torch.full((NUM_ACTIONS,), 0.05),
-                torch.ones(NUM_ACTIONS),
-            ]
-        )
-
-    def _build_noise_scale(self) -> torch.Tensor:
-        """(69,) half-width of the uniform noise added to each policy observation (0 for commands)."""
-        noise = self.cfg["observations"]["noise"]
-        if not self.cfg["observations"]["add_noise"]:
-            return torch.zeros(POLICY_OBS_DIM)
-        parts = [
-            torch.full((3,), noise["ang_vel"] * 0.25),
-            torch.full((3,), noise["gravity"]),
-            torch.zeros(6),
-            torch.full((3,), noise["ee_pos"]),
-            torch.full((NUM_ACTIONS,), noise["joint_pos"]),
-            torch.full((NUM_ACTIONS,), noise["joint_vel"] * 0.05),
-            torch.zeros(NUM_ACTIONS),
-        ]
-        return torch.cat(parts) * noise["level"]
+    def _build_observation_terms(self) -> None:
+        """Readers of each group's term sources, their scale vectors, and the policy noise (half-width ``noise_scale``
+        (69,), in observation units, and its source: numpy's generator on the numpy array backend, torch's on the
+        device otherwise), all from the tables of :mod:`legged_gym.envs.observations`."""
+        self._policy_sources = [attrgetter(term.source) for term in POLICY_TERMS]
+        self._critic_sources = [attrgetter(term.source) for term in CRITIC_TERMS]
+        self._policy_obs_scale = scale_vector(POLICY_TERMS, self.device)
+        self._critic_obs_scale = scale_vector(CRITIC_TERMS, self.device)
+        observations = self.cfg["observations"]
+        if observations["add_noise"]:
+            self.noise_scale = noise_half_width(POLICY_TERMS, observations["noise"], self.device)
+        else:
+            self.noise_scale = torch.zeros(POLICY_OBS_DIM, device=self.device)
+        # uniform [0, 1) -> [-half width, half width), as arrays of the array backend
+        self._noise_affine = (self.ops.of(2.0 * self.noise_scale), self.ops.of(-self.noise_scale))
+        self._noise = torch.zeros(self.num_envs, POLICY_OBS_DIM, device=self.device)
+        self._noise_source = self.ops.uniform_source(int(self.cfg["seed"]))
 
     # ------------------------------------------------------------------ VecEnv API
     def get_observations(self) -> TensorDict:
@@ -333,7 +323,7 @@ class LeggedRobot(VecEnv):
         self.joint_pos_target = torch.addcmul(self.default_joint_pos, self.action_scale, self.actions)
         self.sim.step(self.joint_pos_target.clamp(self._joint_low, self._joint_high), self.decimation)
 
-        self._episode_length_np += 1
+        self._arrays["episode_length"] += 1
         self.commands.step()
         self._refresh_state()
         self._update_feet_air_time()
@@ -347,8 +337,9 @@ class LeggedRobot(VecEnv):
         extras = {"time_outs": self.time_out_buf.clone(), "episode": {"nonfinite_actions": nonfinite_actions}}
         dones = self.reset_buf.clone()
         self.step_task_ids = self.commands.task_ids.clone()  # the task each env had during this step
-        if dones.numpy().any():
-            reset_ids = torch.from_numpy(np.flatnonzero(dones.numpy()))
+        dones_array = self.ops.of(dones)
+        if dones_array.any():
+            reset_ids = self.ops.as_tensor(self.ops.flatnonzero(dones_array))
             extras["episode"] |= self._episode_log(reset_ids)
             self.reset_idx(reset_ids)
             self._refresh_state()
@@ -359,8 +350,9 @@ class LeggedRobot(VecEnv):
     # ------------------------------------------------------------------ state
     def _bind_state_views(self) -> None:
         """Name the state once: the raw state as views of the simulator's state tensors (which it refreshes in
-        place), and the derived state (:data:`DERIVED_STATE`) and step state (:data:`STEP_STATE`) as torch views of
-        numpy arrays (``self._np[name]``), which :meth:`_refresh_state` and :meth:`step` write in place.
+        place), the derived state (:data:`DERIVED_STATE`) and step state (:data:`STEP_STATE`) as tensors that
+        :meth:`_refresh_state` and :meth:`step` write in place, and ``self._arrays``: the array-backend views
+        (:attr:`ops`) of all the state the per-step math reads and writes.
 
         Raw: ``base_pos`` (N, 3) [m] world, ``base_quat`` (N, 4) wxyz, ``base_height`` (N,) [m], ``joint_pos``
         (N, 18) [rad], ``base_ang_vel_b`` (N, 3) [rad/s] base frame, ``joint_vel`` (N, 18) [rad/s], ``foot_vel_w``
@@ -371,29 +363,32 @@ class LeggedRobot(VecEnv):
         self.base_pos = qpos[:, 0:3]
         self.base_quat = qpos[:, 3:7]
         self.base_height = qpos[:, 2]
-        self._base_height_column = qpos[:, 2:3]  # (N, 1), for the critic observation
+        self.base_height_column = qpos[:, 2:3]  # (N, 1), for the critic observation
         self.joint_pos = qpos[:, 7:]
         self.base_ang_vel_b = qvel[:, 3:6]
         self.joint_vel = qvel[:, 6:]
         foot_vel = sensors[:, self.robot.sensor_block([f"{leg}_vel" for leg in LEG_NAMES])]
         self.foot_vel_w = foot_vel.unflatten(1, (NUM_FEET, 3))
         self._trunk_touch = sensors[:, sensor["trunk_touch"].start]  # (N,)
-        # numpy views of the same memory, the inputs of _refresh_state and _check_termination
-        self._qpos_np, self._qvel_np = qpos.numpy(), qvel.numpy()
-        self._ee_pos_w_np = sensors[:, sensor["ee_pos"]].numpy()
-        self._foot_touch_np = sensors[:, self.robot.sensor_block([f"{leg}_touch" for leg in LEG_NAMES])].numpy()
-        self._trunk_touch_np = self._trunk_touch.numpy()
-        self._episode_length_np = self.episode_length_buf.numpy()
-        self._default_joint_pos_np = self.default_joint_pos.numpy()
-        self._velocity_command_np = self.commands.velocity.numpy()
-        self._ee_target_np = self.commands.ee_target_b.numpy()
-        self._rotation_np = np.zeros((self.num_envs, 3, 3), dtype=np.float32)
-        self._np = {
-            name: np.zeros((self.num_envs, *shape), dtype=dtype)
+        state = {
+            name: torch.zeros(self.num_envs, *shape, dtype=dtype, device=self.device)
             for name, (shape, dtype) in {**DERIVED_STATE, **STEP_STATE}.items()
         }
-        for name, array in self._np.items():
-            bind_buffer(self, name, torch.from_numpy(array))
+        for name, tensor in state.items():
+            bind_buffer(self, name, tensor)
+        inputs = {
+            "qpos": qpos,
+            "qvel": qvel,
+            "ee_pos_w": sensors[:, sensor["ee_pos"]],
+            "foot_touch": sensors[:, self.robot.sensor_block([f"{leg}_touch" for leg in LEG_NAMES])],
+            "trunk_touch": self._trunk_touch,
+            "episode_length": self.episode_length_buf,
+            "default_joint_pos": self.default_joint_pos,
+            "velocity_command": self.commands.velocity,
+            "ee_target": self.commands.ee_target_b,
+            "rotation": torch.zeros(self.num_envs, 3, 3, device=self.device),
+        }
+        self._arrays = {name: self.ops.of(tensor) for name, tensor in {**inputs, **state}.items()}
 
     def _refresh_state(self) -> None:
         """Derive from the simulator state and the commands, in place: ``base_lin_vel_b`` (N, 3) [m/s] base frame,
@@ -402,21 +397,22 @@ class LeggedRobot(VecEnv):
         errors, command minus state: ``lin_vel_error`` (N, 2) [m/s] base frame, ``yaw_rate_error`` (N,) [rad/s],
         ``ee_error`` (N, 3) [m] base-yaw frame.
 
-        In numpy, on views of the same memory (see :meth:`_bind_state_views`): these are some twenty tiny
-        elementwise ops, which numpy runs several times cheaper than torch.
+        On the array backend's views (see :meth:`_bind_state_views`): these are some twenty tiny elementwise ops,
+        which numpy runs several times cheaper than torch on CPU.
         """
-        qpos, qvel, out = self._qpos_np, self._qvel_np, self._np
-        rotation = rotation_matrices(qpos[:, 3:7], out=self._rotation_np)  # (N, 3, 3) base -> world
-        rotate_inverse(rotation, qvel[:, 0:3], out=out["base_lin_vel_b"])
-        np.negative(rotation[:, 2], out=out["projected_gravity"])  # R^T (0, 0, -1) is minus R's last row
-        base_yaw = np.arctan2(rotation[:, 1, 0], rotation[:, 0, 0])  # heading of the base x axis
-        world_to_yaw_frame(base_yaw, self._ee_pos_w_np - qpos[:, 0:3], out=out["ee_pos_b"])
-        np.subtract(qpos[:, 7:], self._default_joint_pos_np, out=out["joint_pos_rel"])
-        np.greater(self._foot_touch_np, self.cfg["robot"]["contact_force_threshold"], out=out["foot_contact"])
-        velocity, ee_target = self._velocity_command_np, self._ee_target_np
-        np.subtract(velocity[:, :2], out["base_lin_vel_b"][:, :2], out=out["lin_vel_error"])
-        np.subtract(velocity[:, 2], qvel[:, 5], out=out["yaw_rate_error"])  # yaw rate: base frame z
-        np.subtract(ee_target, out["ee_pos_b"], out=out["ee_error"])
+        ops, math_, a = self.ops, self._math, self._arrays
+        qpos, qvel = a["qpos"], a["qvel"]
+        rotation = math_.rotation_matrices(qpos[:, 3:7], out=a["rotation"])  # (N, 3, 3) base -> world
+        math_.rotate_inverse(rotation, qvel[:, 0:3], out=a["base_lin_vel_b"])
+        ops.negative(rotation[:, 2], out=a["projected_gravity"])  # R^T (0, 0, -1) is minus R's last row
+        base_yaw = ops.arctan2(rotation[:, 1, 0], rotation[:, 0, 0])  # heading of the base x axis
+        math_.world_to_yaw_frame(base_yaw, a["ee_pos_w"] - qpos[:, 0:3], out=a["ee_pos_b"])
+        ops.subtract(qpos[:, 7:], a["default_joint_pos"], out=a["joint_pos_rel"])
+        ops.greater(a["foot_touch"], self.cfg["robot"]["contact_force_threshold"], out=a["foot_contact"])
+        velocity = a["velocity_command"]
+        ops.subtract(velocity[:, :2], a["base_lin_vel_b"][:, :2], out=a["lin_vel_error"])
+        ops.subtract(velocity[:, 2], qvel[:, 5], out=a["yaw_rate_error"])  # yaw rate: base frame z
+        ops.subtract(a["ee_target"], a["ee_pos_b"], out=a["ee_error"])
 
     @property
     def estimated_torques(self) -> torch.Tensor:
@@ -426,16 +422,17 @@ class LeggedRobot(VecEnv):
         return torques.clamp(-self.torque_limits, self.torque_limits)
 
     def _update_feet_air_time(self) -> None:
-        """Once per policy step, in place (numpy, as :meth:`_refresh_state`): air time per foot, and touchdowns
-        (``first_contact``) with their air time (``touchdown_air_time``). A contact in this step or the last one
-        counts (the touch sensor flickers on touchdown)."""
-        step, air = self._np, self._np["feet_air_time"]
-        contact_filt = step["foot_contact"] | step["last_contacts"]
-        np.logical_and(air > 0.0, contact_filt, out=step["first_contact"])
+        """Once per policy step, in place (on the array backend, as :meth:`_refresh_state`): air time per foot, and
+        touchdowns (``first_contact``) with their air time (``touchdown_air_time``). A contact in this step or the
+        last one counts (the touch sensor flickers on touchdown)."""
+        ops, a = self.ops, self._arrays
+        air = a["feet_air_time"]
+        contact_filt = a["foot_contact"] | a["last_contacts"]
+        ops.logical_and(air > 0.0, contact_filt, out=a["first_contact"])
         air += self.dt
-        np.multiply(air, step["first_contact"], out=step["touchdown_air_time"])
-        np.copyto(air, 0.0, where=contact_filt)
-        np.copyto(step["last_contacts"], step["foot_contact"])
+        ops.multiply(air, a["first_contact"], out=a["touchdown_air_time"])
+        ops.copyto(air, 0.0, where=contact_filt)
+        ops.copyto(a["last_contacts"], a["foot_contact"])
 
     def _update_stand_anchor(self) -> None:
         """While base motion is commanded the anchor follows the base, so once the command drops to zero it
@@ -446,23 +443,24 @@ class LeggedRobot(VecEnv):
 
     def _check_termination(self) -> None:
         """``reset_buf``: time-out, trunk tilted beyond ``max_tilt_rad``, trunk below ``min_base_height``, trunk
-        contact (if enabled) or an unstable simulation; ``time_out_buf``: the time-outs. In place, in numpy."""
-        term, step = self.cfg["terminations"], self._np
+        contact (if enabled) or an unstable simulation; ``time_out_buf``: the time-outs. In place, on the array
+        backend."""
+        ops, term, a = self.ops, self.cfg["terminations"], self._arrays
         self.unstable_buf = self.sim.unstable
-        reset = step["reset_buf"]
-        np.greater(step["projected_gravity"][:, 2], -math.cos(term["max_tilt_rad"]), out=reset)  # tilted
-        reset |= self._qpos_np[:, 2] < term["min_base_height"]
-        np.greater_equal(self._episode_length_np, self.max_episode_length, out=step["time_out_buf"])
-        reset |= step["time_out_buf"]
-        reset |= self.unstable_buf.numpy()
+        reset = a["reset_buf"]
+        ops.greater(a["projected_gravity"][:, 2], -math.cos(term["max_tilt_rad"]), out=reset)  # tilted
+        reset |= a["qpos"][:, 2] < term["min_base_height"]
+        ops.greater_equal(a["episode_length"], self.max_episode_length, out=a["time_out_buf"])
+        reset |= a["time_out_buf"]
+        reset |= ops.of(self.unstable_buf)
         if term["trunk_contact"]:
-            reset |= self._trunk_touch_np > 1.0
+            reset |= a["trunk_touch"] > 1.0
 
     def _compute_rewards(self) -> torch.Tensor:
         """Sum of the weighted terms; with ``only_positive_rewards`` the sum is clipped at zero before
         the ``termination`` term is added (as legged_gym does), so a fall penalty survives the clip."""
         terms = [fn(self) for fn in self.reward_functions]
-        weighted = torch.stack(terms) if terms else torch.zeros(0, self.num_envs)
+        weighted = torch.stack(terms) if terms else torch.zeros(0, self.num_envs, device=self.device)
         weighted *= self.reward_scales  # (K, N)
         self.episode_sums += weighted
         total = (weighted[:-1] if self._termination_weighted else weighted).sum(dim=0)
@@ -504,14 +502,15 @@ class LeggedRobot(VecEnv):
         if m == 0:
             return
         init = self.cfg["init_state"]
-        qpos = torch.zeros(m, self.sim.nq)
+        device, generator = self.device, self.generator
+        qpos = torch.zeros(m, self.sim.nq, device=device)
         qpos[:, 2] = self.cfg["robot"]["init_height"]
-        qpos[:, 3:7] = quat_from_yaw((2 * torch.rand(m, generator=self.generator) - 1) * math.pi)
-        noise = (2 * torch.rand(m, NUM_ACTIONS, generator=self.generator) - 1) * init["joint_pos_noise"]
+        qpos[:, 3:7] = quat_from_yaw((2 * torch.rand(m, generator=generator, device=device) - 1) * math.pi)
+        noise = (2 * torch.rand(m, NUM_ACTIONS, generator=generator, device=device) - 1) * init["joint_pos_noise"]
         joint_pos = self.default_joint_pos + noise
         qpos[:, 7:] = joint_pos.clamp(self._joint_low, self._joint_high)
-        qvel = torch.zeros(m, self.sim.nv)
-        qvel[:, 0:6] = (2 * torch.rand(m, 6, generator=self.generator) - 1) * init["base_vel_noise"]
+        qvel = torch.zeros(m, self.sim.nv, device=device)
+        qvel[:, 0:6] = (2 * torch.rand(m, 6, generator=generator, device=device) - 1) * init["base_vel_noise"]
         self.sim.reset(env_ids, qpos, qvel, qpos[:, 7:])
 
         self.episode_length_buf[env_ids] = 0
@@ -531,51 +530,33 @@ class LeggedRobot(VecEnv):
         dr = self.cfg["domain_rand"]
         if not (dr["enabled"] and dr["push_robots"]):
             return
-        lengths = self._episode_length_np
-        due = np.flatnonzero((lengths % self._push_interval == 0) & (lengths > 0))
-        if due.size == 0:
+        lengths = self._arrays["episode_length"]
+        due = self.ops.flatnonzero((lengths % self._push_interval == 0) & (lengths > 0))
+        if len(due) == 0:
             return
-        ids = torch.from_numpy(due)
+        ids = self.ops.as_tensor(due)
         vel = self.sim.qvel[ids, 0:3].clone()
-        vel[:, :2] += (2 * torch.rand(len(ids), 2, generator=self.generator) - 1) * dr["max_push_vel_xy"]
+        kick = 2 * torch.rand(len(ids), 2, generator=self.generator, device=self.device) - 1
+        vel[:, :2] += kick * dr["max_push_vel_xy"]
         self.sim.set_base_velocity(ids, vel)
 
     # ------------------------------------------------------------------ observations
     def _compute_observations(self) -> TensorDict:
         """The observation groups (layout in the module docstring), NaN-free and clipped to [-100, 100]."""
-        commands = self.commands
-        raw = [
-            self.base_ang_vel_b,
-            self.projected_gravity,
-            commands.velocity,
-            commands.ee_target_b,
-            self.ee_pos_b,
-            self.joint_pos_rel,
-            self.joint_vel,
-            self.actions,
-        ]
+        raw = torch.cat([source(self) for source in self._policy_sources], dim=1)
         if self.cfg["observations"]["add_noise"]:
-            noise = self._noise_rng.random(out=self._noise_np, dtype=np.float32)
+            noise = self.ops.of(self._noise)
+            self.ops.fill_uniform(self._noise_source, noise)
             noise *= self._noise_affine[0]
             noise += self._noise_affine[1]
-            policy = torch.addcmul(torch.from_numpy(noise), torch.cat(raw, dim=1), self._policy_obs_scale)
+            policy = torch.addcmul(self._noise, raw, self._policy_obs_scale)
         else:
-            policy = torch.cat(raw, dim=1) * self._policy_obs_scale
-        critic = torch.cat(
-            [
-                self.base_lin_vel_b * 2.0,
-                self._base_height_column,
-                self.foot_contact,
-                self._domain_params,
-                self.ee_error,
-                self.lin_vel_error,
-            ],
-            dim=1,
-        )
+            policy = raw * self._policy_obs_scale
+        critic = torch.cat([source(self) for source in self._critic_sources], dim=1) * self._critic_obs_scale
         obs = {
             "policy": policy.nan_to_num_().clamp_(-100.0, 100.0),
             "critic": critic.nan_to_num_().clamp_(-100.0, 100.0),
-            "task_id": commands.task_ids[:, None].float(),
+            "task_id": self.commands.task_ids[:, None].float(),
         }
         if self._partner_policy is not None:
             obs["own_actions"] = (~self._partner_entries()).float()

@@ -18,8 +18,8 @@ arm pose, and the home EE target (``ee_home_b``, y = 0.0014 m) mirrors to a poin
 
 Every map here is ``mirrored[..., i] = sign[i] * x[..., perm[i]]``, an involution (``perm[perm] = identity``,
 ``sign * sign[perm] = 1``), built from :data:`~legged_gym.robots.go2_piper.ACTION_JOINTS`,
-:data:`~legged_gym.robots.go2_piper.LEG_NAMES` and the observation layout documented in
-:mod:`legged_gym.envs.legged_robot` (whose widths are checked against ``POLICY_OBS_DIM`` / ``CRITIC_OBS_DIM``).
+:data:`~legged_gym.robots.go2_piper.LEG_NAMES` and the observation tables of :mod:`legged_gym.envs.observations`
+(each term's ``mirror`` kind).
 
 Use with rsl_rl 5.5 PPO::
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from legged_gym.envs.legged_robot import CRITIC_OBS_DIM, POLICY_OBS_DIM
+from legged_gym.envs.observations import CRITIC_OBS_DIM, CRITIC_TERMS, POLICY_OBS_DIM, POLICY_TERMS, ObsTerm
 from legged_gym.robots.go2_piper import ACTION_JOINTS, ARM_JOINTS, LEG_NAMES, NUM_ACTIONS
 
 # ---------------------------------------------------------------- joints
@@ -67,56 +67,44 @@ FOOT_PERM = torch.tensor([LEG_NAMES.index(_mirror_leg(leg)) for leg in LEG_NAMES
 """(4,) long: mirrored per-foot vector ``c_m[i] = c[FOOT_PERM[i]]`` (LEG_NAMES order)."""
 
 # ---------------------------------------------------------------- observation layout
-_KINDS = {  # kind: (permutation within the segment, signs)
+_KINDS = {  # kind: (permutation within the segment, signs); "scalar": every column unchanged, any width
     "polar": ([0, 1, 2], [1.0, -1.0, 1.0]),
     "axial": ([0, 1, 2], [-1.0, 1.0, -1.0]),
     "command": ([0, 1, 2], [1.0, -1.0, -1.0]),  # (vx, vy, yaw rate)
     "planar": ([0, 1], [1.0, -1.0]),  # (x, y)
-    "scalar": ([0], [1.0]),
     "feet": (FOOT_PERM.tolist(), [1.0] * len(LEG_NAMES)),
     "joints": (JOINT_PERM.tolist(), JOINT_SIGN.tolist()),
 }
-
-POLICY_LAYOUT = (  # (name, kind), in observation order (legged_robot module docstring)
-    ("base_ang_vel", "axial"),
-    ("projected_gravity", "polar"),
-    ("velocity_command", "command"),
-    ("ee_target", "polar"),
-    ("ee_pos", "polar"),
-    ("joint_pos", "joints"),
-    ("joint_vel", "joints"),
-    ("last_actions", "joints"),
-)
-CRITIC_LAYOUT = (
-    ("base_lin_vel", "polar"),
-    ("trunk_height", "scalar"),
-    ("foot_contacts", "feet"),
-    ("friction", "scalar"),
-    ("added_mass", "scalar"),
-    ("gain_scale", "scalar"),
-    ("ee_error", "polar"),
-    ("velocity_error", "planar"),
-)
 UNCHANGED_GROUPS = ("task_id",)
 """Observation groups the mirror leaves as they are."""
 
 
-def _build(layout, width: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, slice]]:
+def _kind(term: ObsTerm) -> tuple[list[int], list[float]]:
+    """The mirror map of one term, within its segment: (permutation, signs)."""
+    if term.mirror == "scalar":
+        return list(range(term.width)), [1.0] * term.width
+    perm, sign = _KINDS[term.mirror]
+    if len(perm) != term.width:
+        raise AssertionError(f"observation term {term.name!r}: mirror kind {term.mirror!r} is {len(perm)} wide")
+    return perm, sign
+
+
+def _build(terms: tuple[ObsTerm, ...], width: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, slice]]:
     perm, sign, segments, offset = [], [], {}, 0
-    for name, kind in layout:
-        seg_perm, seg_sign = _KINDS[kind]
+    for term in terms:
+        seg_perm, seg_sign = _kind(term)
         perm += [offset + p for p in seg_perm]
         sign += seg_sign
-        segments[name] = slice(offset, offset + len(seg_perm))
-        offset += len(seg_perm)
+        segments[term.name] = slice(offset, offset + term.width)
+        offset += term.width
     if offset != width:
         raise AssertionError(f"mirror layout is {offset} wide, the observation {width}")
     return torch.tensor(perm), torch.tensor(sign), segments
 
 
-POLICY_PERM, POLICY_SIGN, POLICY_SEGMENTS = _build(POLICY_LAYOUT, POLICY_OBS_DIM)
+POLICY_PERM, POLICY_SIGN, POLICY_SEGMENTS = _build(POLICY_TERMS, POLICY_OBS_DIM)
 """(69,) long, (69,) float and name -> slice of the ``policy`` group."""
-CRITIC_PERM, CRITIC_SIGN, CRITIC_SEGMENTS = _build(CRITIC_LAYOUT, CRITIC_OBS_DIM)
+CRITIC_PERM, CRITIC_SIGN, CRITIC_SEGMENTS = _build(CRITIC_TERMS, CRITIC_OBS_DIM)
 """(16,) long, (16,) float and name -> slice of the ``critic`` group."""
 GROUP_MAPS = {
     "policy": (POLICY_PERM, POLICY_SIGN),

@@ -11,6 +11,7 @@ The gripper fingers are fixed geometry: not actuated, not in the action vector.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -48,6 +49,11 @@ class RobotModel:
     joint_range: torch.Tensor
     sensor: dict[str, slice]
     ee_home_b: torch.Tensor
+
+    def to(self, device: torch.device | str) -> RobotModel:
+        """A copy with its tensors on ``device`` (the model is shared)."""
+        tensors = ("default_joint_pos", "kp", "kd", "joint_range", "ee_home_b")
+        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in tensors})
 
     def sensor_block(self, names: list[str] | tuple[str, ...]) -> slice:
         """The ``sensordata`` columns of sensors ``names``, which must be adjacent, in this order, and all of one
@@ -111,7 +117,7 @@ def load_robot(robot_cfg: dict) -> RobotModel:
     mujoco.mj_kinematics(model, data)
     ee_home_b = data.site("ee").xpos - data.qpos[:3]  # base unrotated: world axes = base-yaw axes
 
-    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device="cpu")  # noqa: E731
     return RobotModel(
         model=model,
         default_joint_pos=as_tensor(default),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from legged_gym.utils.arrays import ArrayOps
+
 
 def quat_rotate_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Rotate world-frame vectors ``v`` (N, 3) into the frame of ``q`` (N, 4): R(q)^T v."""
@@ -26,8 +28,8 @@ def quat_from_yaw(yaw: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.cos(half), zeros, zeros, torch.sin(half)], dim=-1)
 
 
-# numpy, written in place: the env derives its state with these every step. On arrays of a few hundred rows
-# numpy runs such small elementwise ops several times cheaper than torch.
+# The env derives its state with the helpers of :class:`StateMath` every step, in place, on the arrays of one
+# array backend (numpy on CPU, torch on the sim device: :mod:`legged_gym.utils.arrays`).
 
 
 # Every entry of a unit quaternion's rotation matrix is linear in the ten products q_i q_j (i <= j), so one matmul
@@ -59,23 +61,34 @@ def _rotation_from_products() -> np.ndarray:
 _ROTATION_FROM_PRODUCTS = _rotation_from_products()
 
 
-def rotation_matrices(q: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``out`` (N, 3, 3, C-contiguous) of unit quaternions ``q`` (N, 4): ``R v`` maps
-    frame-``q`` vectors into the world. Returns ``out``."""
-    products = q[:, _PRODUCT_I] * q[:, _PRODUCT_J]  # (N, 10)
-    np.matmul(products, _ROTATION_FROM_PRODUCTS, out=out.reshape(len(q), 9))
-    return out
+class StateMath:
+    """Rotation helpers written once for both array backends (constants placed once on the backend's device).
 
+    Args:
+        ops: the array backend (:func:`legged_gym.utils.arrays.array_ops`).
+    """
 
-def rotate_inverse(rotation: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
-    """``out`` (N, 3) = ``R^T v`` for rotation matrices (N, 3, 3) and world vectors ``v`` (N, 3)."""
-    np.matmul(v[:, None, :], rotation, out=out[:, None, :])  # the row vector v^T R is (R^T v)^T
+    def __init__(self, ops: ArrayOps):
+        self.ops = ops
+        self._product_i = ops.asarray(_PRODUCT_I)
+        self._product_j = ops.asarray(_PRODUCT_J)
+        self._rotation_from_products = ops.asarray(_ROTATION_FROM_PRODUCTS)
 
+    def rotation_matrices(self, q, out):
+        """Rotation matrices ``out`` (N, 3, 3, contiguous) of unit quaternions ``q`` (N, 4): ``R v`` maps
+        frame-``q`` vectors into the world. Returns ``out``."""
+        products = q[:, self._product_i] * q[:, self._product_j]  # (N, 10)
+        self.ops.matmul(products, self._rotation_from_products, out=out.reshape(len(q), 9))
+        return out
 
-def world_to_yaw_frame(yaw: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
-    """``out`` (N, 3): world vectors ``v`` (N, 3) in the heading frame given by ``yaw`` (N,); z stays vertical."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    x, y, z = v.T
-    out[:, 0] = c * x + s * y
-    out[:, 1] = c * y - s * x
-    out[:, 2] = z
+    def rotate_inverse(self, rotation, v, out) -> None:
+        """``out`` (N, 3) = ``R^T v`` for rotation matrices (N, 3, 3) and world vectors ``v`` (N, 3)."""
+        self.ops.matmul(v[:, None, :], rotation, out=out[:, None, :])  # the row vector v^T R is (R^T v)^T
+
+    def world_to_yaw_frame(self, yaw, v, out) -> None:
+        """``out`` (N, 3): world vectors ``v`` (N, 3) in the heading frame given by ``yaw`` (N,); z stays vertical."""
+        c, s = self.ops.cos(yaw), self.ops.sin(yaw)
+        x, y, z = v.T
+        out[:, 0] = c * x + s * y
+        out[:, 1] = c * y - s * x
+        out[:, 2] = z

@@ -104,19 +104,28 @@ class TargetSequenceSampler:
         file_path: the sequence file.
         policy_dt: env policy period [s].
         num_envs: N.
-        generator: torch RNG for sequence choice.
+        generator: torch RNG for sequence choice, on ``device``.
+        device: where the targets and cursors live (the env's device).
     """
 
-    def __init__(self, file_path: str, policy_dt: float, num_envs: int, generator: torch.Generator):
+    def __init__(
+        self,
+        file_path: str,
+        policy_dt: float,
+        num_envs: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
         sequences, dt = load_sequences(file_path)
         sequences = [resample(s, dt, policy_dt) for s in sequences]
-        self.lengths = torch.tensor([len(s) for s in sequences])
-        self.targets = torch.zeros(len(sequences), int(self.lengths.max()), 3)
+        self.device = torch.device(device)
+        self.lengths = torch.tensor([len(s) for s in sequences], device=self.device)
+        self.targets = torch.zeros(len(sequences), int(self.lengths.max()), 3, device=self.device)
         for i, s in enumerate(sequences):
-            self.targets[i, : len(s)] = torch.as_tensor(s, dtype=torch.float32)
+            self.targets[i, : len(s)] = torch.as_tensor(s, dtype=torch.float32, device=self.device)
         self.generator = generator
-        self.seq_idx = torch.zeros(num_envs, dtype=torch.long)
-        self.step_idx = torch.zeros(num_envs, dtype=torch.long)
+        self.seq_idx = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.step_idx = torch.zeros(num_envs, dtype=torch.long, device=self.device)
 
     @property
     def num_sequences(self) -> int:
@@ -124,7 +133,9 @@ class TargetSequenceSampler:
 
     def start(self, env_ids: torch.Tensor) -> None:
         """Give ``env_ids`` a random sequence from its first target."""
-        self.seq_idx[env_ids] = torch.randint(self.num_sequences, (len(env_ids),), generator=self.generator)
+        self.seq_idx[env_ids] = torch.randint(
+            self.num_sequences, (len(env_ids),), generator=self.generator, device=self.device
+        )
         self.step_idx[env_ids] = 0
 
     def advance(self, env_ids: torch.Tensor) -> None:

@@ -9,14 +9,8 @@ import torch
 from helpers import make_env
 
 from legged_gym.robots.go2_piper import LEG_NAMES
-from legged_gym.utils.math import (
-    quat_from_yaw,
-    quat_rotate_inverse,
-    rotate_inverse,
-    rotation_matrices,
-    world_to_yaw_frame,
-    yaw_from_quat,
-)
+from legged_gym.utils.arrays import NUMPY_OPS, TorchOps
+from legged_gym.utils.math import StateMath, quat_from_yaw, quat_rotate_inverse, yaw_from_quat
 
 N = 32
 
@@ -44,17 +38,18 @@ def env():
     return env
 
 
-def test_numpy_rotation_helpers_match_the_quaternion_formulas():
+@pytest.mark.parametrize("ops", [NUMPY_OPS, TorchOps("cpu")], ids=["numpy", "torch"])
+def test_rotation_helpers_match_the_quaternion_formulas_on_both_array_backends(ops):
     gen = torch.Generator().manual_seed(1)
     q = torch.nn.functional.normalize(torch.randn(64, 4, generator=gen), dim=1)
     v = torch.randn(64, 3, generator=gen)
-    rotation = rotation_matrices(q.numpy(), out=np.zeros((64, 3, 3), dtype=np.float32))
-    rotated = np.zeros((64, 3), dtype=np.float32)
-    rotate_inverse(rotation, v.numpy(), out=rotated)
-    torch.testing.assert_close(torch.from_numpy(rotated), quat_rotate_inverse(q, v), atol=1e-5, rtol=0)
-    in_yaw_frame = np.zeros((64, 3), dtype=np.float32)
-    world_to_yaw_frame(yaw_from_quat(q).numpy(), v.numpy(), out=in_yaw_frame)
-    torch.testing.assert_close(torch.from_numpy(in_yaw_frame), quat_rotate_inverse(quat_from_yaw(yaw_from_quat(q)), v))
+    math_ = StateMath(ops)
+    rotation, rotated, in_yaw_frame = torch.zeros(64, 3, 3), torch.zeros(64, 3), torch.zeros(64, 3)
+    math_.rotation_matrices(ops.of(q), out=ops.of(rotation))
+    math_.rotate_inverse(ops.of(rotation), ops.of(v), out=ops.of(rotated))
+    torch.testing.assert_close(rotated, quat_rotate_inverse(q, v), atol=1e-5, rtol=0)
+    math_.world_to_yaw_frame(ops.of(yaw_from_quat(q)), ops.of(v), out=ops.of(in_yaw_frame))
+    torch.testing.assert_close(in_yaw_frame, quat_rotate_inverse(quat_from_yaw(yaw_from_quat(q)), v))
 
 
 def test_backend_state_is_the_batch_state_in_float32(env):
