@@ -17,6 +17,8 @@ SHIPPED = {
 }
 """Installed package -> (its folder in the checkout, the data files it ships besides its modules)."""
 
+GPU_REQUIRES = ["mujoco-warp>=4.0,<4.1", "warp-lang>=1.19"]
+
 setup(
     name="go2-piper-moe",
     version="0.1.0",
@@ -46,7 +48,9 @@ setup(
         "imageio-ffmpeg>=0.4",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff==0.17.6", "setuptools>=64", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
-        "gpu": ["mujoco-warp", "warp-lang"],
+        # MuJoCo Warp: the GPU physics backend (env.sim_device=cuda:N); its CPU device runs the same code in tests
+        "gpu": GPU_REQUIRES,
+        "dev": ["pytest>=7", "ruff==0.17.6", "setuptools>=64", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"]
+        + GPU_REQUIRES,
     },
 )

@@ -46,9 +46,9 @@ def process_info() -> ProcessInfo:
     )
 
 
-def device_for_rank(device: str, info: ProcessInfo) -> str:
-    """The learner device of this process: ``cuda`` (or ``cuda:N`` under torchrun) -> ``cuda:<local rank>``, so
-    each process drives its own GPU; ``cpu`` stays ``cpu``.
+def device_for_rank(device: str, info: ProcessInfo, setting: str = "device") -> str:
+    """The device of this process (the learner's, or the physics' with ``setting="env.sim_device"``): ``cuda`` (or
+    ``cuda:N`` under torchrun) -> ``cuda:<local rank>``, so each process drives its own GPU; others stay as they are.
 
     Raises:
         ValueError: ``cuda:N`` with N other than the local rank, in a job of several processes.
@@ -60,7 +60,7 @@ def device_for_rank(device: str, info: ProcessInfo) -> str:
     wanted = f"cuda:{info.local_rank}"
     if device not in ("cuda", wanted):
         raise ValueError(
-            f"device={device}: under torchrun each process uses the GPU of its local rank; give device=cuda "
+            f"{setting}={device}: under torchrun each process uses the GPU of its local rank; give {setting}=cuda "
             f"(this process, local rank {info.local_rank}, gets {wanted})"
         )
     return wanted

@@ -317,14 +317,16 @@ def join_processes(cfg: DictConfig, run_dir: str) -> tuple[ProcessInfo, str]:
     """Under torchrun, make this process one part of the job before anything is built, and return
     ``(its place, the run folder of rank 0)``; in a single process: ``(one process, run_dir)``, cfg unchanged.
 
-    In ``cfg``: ``device=cuda`` becomes ``cuda:<LOCAL_RANK>``; ``seed`` (and so the env's) becomes ``seed + RANK``
-    (each rank's envs and action noise differ); ``env.nthread`` (0: all cores) becomes the machine's cores divided
-    among its processes, as do torch's threads. The process group is joined (gloo on CPU, NCCL on CUDA).
+    In ``cfg``: ``device=cuda`` and ``env.sim_device=cuda`` become ``cuda:<LOCAL_RANK>``; ``seed`` (and so the
+    env's) becomes ``seed + RANK`` (each rank's envs and action noise differ); ``env.nthread`` (0: all cores) becomes
+    the machine's cores divided among its processes, as do torch's threads. The process group is joined (gloo on
+    CPU, NCCL on CUDA).
     """
     info = process_info()
     if not info.is_distributed:
         return info, run_dir
     cfg.device = device_for_rank(cfg.device, info)
+    cfg.env.sim_device = device_for_rank(cfg.env.sim_device, info, setting="env.sim_device")
     init_process_group(cfg.device, info)
     cores = max(1, (os.cpu_count() or 1) // info.local_world_size)
     torch.set_num_threads(cores)

@@ -36,8 +36,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("resume", "bool", ""),
     # env (config/env_base/go2_piper.yaml)
     ("env.num_envs", "int", ">= 1"),
-    ("env.sim_device", "device", ""),
+    ("env.sim_device", "sim_device", ""),
     ("env.nthread", "int", ">= 0"),
+    ("env.array_backend", "choice", "auto|numpy|torch"),
     ("env.seed", "int", SEED_RANGE),
     ("env.episode_length_s", "number", "> 0"),
     ("env.max_iterations", "int", ">= 1"),
@@ -126,6 +127,7 @@ POLICY_STEP_DURATIONS = ("play.duration_s", "evaluate.duration_s")
 play.py, evaluate.py and compare_moe.py round them."""
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+_SIM_DEVICE = re.compile(r"cpu|warp-cpu|cuda(:\d+)?")
 _BOUND = re.compile(r"(>=|>|<=|<)\s*(\S+)")
 _INTERVAL = re.compile(r"([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])")
 _ABSENT = object()
@@ -207,6 +209,8 @@ def _allowed(value, kind: str, allowed: str) -> bool:
         return isinstance(value, str) and value in allowed.split("|")
     if kind == "device":
         return isinstance(value, str) and _DEVICE.fullmatch(value) is not None
+    if kind == "sim_device":
+        return isinstance(value, str) and _SIM_DEVICE.fullmatch(value) is not None
     if kind == "int":
         return _is_int(value) and _in_range(value, allowed)
     if kind == "ints":
@@ -242,6 +246,7 @@ def _describe(kind: str, allowed: str) -> str:
         "bool": "true or false",
         "choice": "one of " + ", ".join(allowed.split("|")),
         "device": "cpu, cuda or cuda:N (N: a GPU index)",
+        "sim_device": "cpu (mujoco.batch), cuda or cuda:N (MuJoCo Warp on a GPU) or warp-cpu (MuJoCo Warp on the CPU)",
         "int": f"an integer {_range_words(allowed)}",
         "ints": f"a list of integers {_range_words(allowed)}",
         "number": f"a number {_range_words(allowed)}" if allowed else "a finite number",

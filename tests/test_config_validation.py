@@ -30,6 +30,7 @@ BAD = [  # (config, override, the key the message must name)
     ("train", "env.num_envs=abc", "env.num_envs"),
     ("train", "env.num_envs=true", "env.num_envs"),
     ("train", "env.sim_device=gpu", "env.sim_device"),
+    ("train", "env.array_backend=jax", "env.array_backend"),
     ("train", "env.seed=abc", "env.seed"),
     ("train", "env.tasks.probabilities.reaching=-1", "env.tasks.probabilities.reaching"),
     ("train", "env.rewards.scales.base_drift=abc", "env.rewards.scales.base_drift"),
@@ -101,6 +102,8 @@ def test_shipped_configs_pass(config_name):
     [
         "runner.rollout_torch_threads=null",
         "env.sim_device=cuda:1",
+        "env.sim_device=warp-cpu",
+        "env.array_backend=torch",
         "device=cuda",
         "play.duration_s=30",
         "runner.progress=full",
