@@ -146,6 +146,6 @@ def test_train_errors_are_one_clear_line(tmp_path):
     gpu_sim = run_script(
         "train.py", ["--config-name=train", "env.num_envs=2", "env.sim_device=cuda:0", f"hydra.run.dir={tmp_path}/b"]
     )
-    assert gpu_sim.returncode == 2 and "no GPU physics backend" in gpu_sim.stderr
+    assert gpu_sim.returncode == 2 and "env.sim_device='cuda:0'" in gpu_sim.stderr  # no GPU here: names the override
     typo = run_script("train.py", ["--config-name=train", "env.num_envz=2", f"hydra.run.dir={tmp_path}/c"])
     assert typo.returncode != 0 and "num_envz" in typo.stderr
