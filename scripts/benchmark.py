@@ -4,6 +4,7 @@
     python scripts/benchmark.py --num-envs 1024 --train-iterations 5
     python scripts/benchmark.py --sections moe-diagnostics   # MoE diagnostics overhead (a few minutes)
     python scripts/benchmark.py --sections two-runs          # two trainings at once, per OpenMP wait policy
+    python scripts/benchmark.py --sim-device cuda:0          # MuJoCo Warp on a GPU: scripts/benchmark_warp.py
 
 Prints:
 - raw ``mujoco.batch`` policy steps/s of the same model (the env's per-env randomised parameters
@@ -28,6 +29,11 @@ Prints:
   at once, for each OpenMP wait policy: ``PASSIVE`` (the scripts' default, ``scripts/common.py``) and libgomp's
   own default (the variable unset: the child imports torch before the scripts can set it). Reports each
   child's env-steps/s and its ratio to the lone run of the same policy.
+
+With ``--sim-device cuda:N`` (or ``warp-cpu``: the same code on Warp's CPU device) physics and learner run on that
+device and the sections are those of ``scripts/benchmark_warp.py`` (stepping against a bare MuJoCo Warp backend and
+the device memory per env, training, ``experts``: the shipped experts evaluated on both backends), with their own
+defaults; ``moe-diagnostics`` and ``two-runs`` run as above on the device.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import argparse
 import os
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -54,9 +61,25 @@ from rsl_rl_moe.runners.threads import torch_threads  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
-SECTIONS = ("stepping", "training", "moe-diagnostics", "two-runs")
+SECTIONS = ("stepping", "training", "moe-diagnostics", "two-runs", "experts")
+DEFAULTS = {
+    "cpu": {"num_envs": [256, 1024], "steps": 200, "repeats": 5, "train_envs": 1024, "train_iterations": 5,
+            "sections": ["stepping", "training"]},
+    "warp": {"num_envs": [4096, 8192, 16384], "steps": 50, "repeats": 2, "train_envs": 4096, "train_iterations": 3,
+             "sections": ["stepping", "training", "experts"]},
+}  # fmt: skip
+"""Option defaults with ``--sim-device cpu`` and with a Warp device (``cuda:N``, ``warp-cpu``)."""
 WAIT_POLICIES = ("PASSIVE", "unset")
 """OpenMP wait policies of the two-runs section: the scripts' default, and libgomp's own (variable unset)."""
+
+
+def defaults_help(key: str) -> str:
+    """``default: <cpu value> (cpu), <Warp value> (Warp device)`` for an option's help."""
+
+    def shown(value) -> str:
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return f"default: {shown(DEFAULTS['cpu'][key])} (cpu), {shown(DEFAULTS['warp'][key])} (Warp device)"
 
 
 def compose_cfg(overrides: list[str], config_name: str = "train"):
@@ -77,18 +100,48 @@ def raw_batch_like(env) -> mujoco.batch.Batch:
     return batch
 
 
-def env_and_raw_seconds(env, raw: mujoco.batch.Batch, actions: torch.Tensor, chunk: int) -> tuple[float, float]:
-    """Seconds of ``env.step`` over ``actions`` (T, N, A), and of bare ``mujoco.batch`` stepping the same physics.
+class RawBatch:
+    """Bare ``mujoco.batch`` stepping of the env's model with its per-env parameters (:func:`raw_batch_like`),
+    ``decimation`` physics steps per policy step: the raw side of :func:`env_and_raw_seconds` on a CPU sim device."""
+
+    def __init__(self, env):
+        self.batch = raw_batch_like(env)
+        self.ctrl = self.batch.bind("ctrl")
+        self.nstep = env.decimation
+
+    @staticmethod
+    def state_of(env) -> np.ndarray:
+        """A copy of the env simulator's full state rows (N, ...)."""
+        return env.sim.batch.state.copy()
+
+    def start_from(self, state: np.ndarray, controls: list[torch.Tensor]) -> list[np.ndarray]:
+        """Take ``state`` (:meth:`state_of`); return ``controls`` (N, nu) as :meth:`step` takes them (float64)."""
+        self.batch.state[:] = state
+        return [control.numpy().astype(np.float64) for control in controls]
+
+    def step(self, control: np.ndarray) -> None:
+        self.ctrl[:] = control
+        self.batch.step(nstep=self.nstep)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a CUDA device; no-op on the CPU): call around timed loops."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def env_and_raw_seconds(env, raw, actions: torch.Tensor, chunk: int) -> tuple[float, float]:
+    """Seconds of ``env.step`` over ``actions`` (T, N, A), and of bare stepping of the same physics by ``raw``
+    (:class:`RawBatch`, or ``benchmark_warp.RawWarp`` on a Warp sim device).
 
     The steps run in chunks of ``chunk``: each chunk first runs ``env.step`` (resets, rewards, observations
-    included) while the controls it sends to the simulator are recorded; then ``raw`` (a fresh ``Batch`` of the
-    same model with the env's randomised per-env parameters, :func:`raw_batch_like`) starts from the env's full
-    state rows at the start of the chunk and replays those controls. Both thus step the same kind of motion (a
-    robot standing still is cheaper to simulate than one that moves), and alternating every chunk (a fraction of
-    a second) makes drifts in the machine's speed hit both sides alike.
+    included) while the controls it sends to the simulator are recorded; then ``raw`` (a fresh simulator of the
+    same model with the env's randomised per-env parameters) starts from the env's state at the start of the chunk
+    and replays those controls. Both thus step the same kind of motion (a robot standing still is cheaper to
+    simulate than one that moves), and alternating every chunk (a fraction of a second) makes drifts in the
+    machine's speed hit both sides alike. On CUDA the device is synchronised around each timed loop.
     """
     env_seconds = raw_seconds = 0.0
-    raw_ctrl = raw.bind("ctrl")
     step_fn = env.sim.step
     actions = list(actions.unbind(0))
     controls = []  # what env.step sends to the simulator in the current chunk
@@ -98,24 +151,42 @@ def env_and_raw_seconds(env, raw: mujoco.batch.Batch, actions: torch.Tensor, chu
         step_fn(ctrl, nstep)
 
     for first in range(0, len(actions), chunk):
-        state0 = env.sim.batch.state.copy()
+        state0 = raw.state_of(env)
         controls.clear()
         env.sim.step = recording_step
         try:
+            synchronize(env.device)
             start = time.perf_counter()
             for action in actions[first : first + chunk]:
                 env.step(action)
+            synchronize(env.device)
             env_seconds += time.perf_counter() - start
         finally:
             env.sim.step = step_fn
-        replay = [control.numpy().astype(np.float64) for control in controls]
-        raw.state[:] = state0
+        replay = raw.start_from(state0, controls)
+        synchronize(env.device)
         start = time.perf_counter()
         for control in replay:
-            raw_ctrl[:] = control
-            raw.step(nstep=env.decimation)
+            raw.step(control)
+        synchronize(env.device)
         raw_seconds += time.perf_counter() - start
     return env_seconds, raw_seconds
+
+
+def stepping_seconds(env, raw, args) -> tuple[np.ndarray, np.ndarray]:
+    """``(env seconds, raw seconds)``, each (``args.repeats``,), of :func:`env_and_raw_seconds` under
+    ``torch.inference_mode()`` (as rsl_rl's rollout loop runs it). Each repeat draws fresh random actions (seed =
+    the repeat's index) and runs 10 warm-up env steps before its ``args.steps`` timed ones."""
+    seconds = []
+    with torch.inference_mode():
+        for seed in range(args.repeats):
+            gen = torch.Generator().manual_seed(seed)
+            actions = 0.3 * torch.randn(args.steps + 10, env.num_envs, env.num_actions, generator=gen)
+            actions = actions.to(env.device)
+            for action in actions[:10]:
+                env.step(action)
+            seconds.append(env_and_raw_seconds(env, raw, actions[10:], args.chunk))
+    return np.array(seconds).T
 
 
 def expert_paths(folder: str) -> tuple[dict[str, str], str]:
@@ -155,18 +226,19 @@ class Stopwatch:
         return wrapper
 
 
-def iteration_clock(runner) -> list[float]:
-    """Per-iteration seconds of ``runner`` (collect + learn as rsl_rl measures them, plus the logger call)."""
-    durations = []
+def iteration_clock(runner) -> list[tuple[float, float, float]]:
+    """Per-iteration ``(collect, learn, logger)`` seconds of ``runner``: rsl_rl's own collect and learn times, and
+    the logger call's."""
+    parts = []
     log = runner.logger.log
 
     def timed_log(*args, collect_time: float, learn_time: float, **kwargs):
         start = time.perf_counter()
         log(*args, collect_time=collect_time, learn_time=learn_time, **kwargs)
-        durations.append(collect_time + learn_time + time.perf_counter() - start)
+        parts.append((collect_time, learn_time, time.perf_counter() - start))
 
     runner.logger.log = timed_log
-    return durations
+    return parts
 
 
 def instrument_diagnostics(runner) -> Stopwatch:
@@ -206,8 +278,9 @@ def moe_diagnostics_overhead(args) -> None:
             for runner in runners.values():
                 runner.learn(block)
     iterations = args.moe_blocks * block
-    mean = {name: statistics.mean(c) for name, c in clocks.items()}
-    on_total = sum(clocks["on"])
+    totals = {name: [sum(parts) for parts in clock] for name, clock in clocks.items()}  # seconds per iteration
+    mean = {name: statistics.mean(t) for name, t in totals.items()}
+    on_total = sum(totals["on"])
     seconds = watch.seconds
     always_on = (seconds["gate-weight recording"] + seconds["moe/* scalars"]
                  + seconds["diagnostics.update"] - seconds["ppo update"] - seconds["gradient conflict"])  # fmt: skip
@@ -222,8 +295,8 @@ def moe_diagnostics_overhead(args) -> None:
     print(f"diagnostics: {dict(cadence)}")
     for name in ("off", "on"):
         print(f"{'all off' if name == 'off' else 'diagnostics on'}: {mean[name]:.3f} s per iteration "
-              f"(median {statistics.median(clocks[name]):.3f} s)")  # fmt: skip
-    median_ratio = statistics.median(clocks["on"]) / statistics.median(clocks["off"])
+              f"(median {statistics.median(totals[name]):.3f} s)")  # fmt: skip
+    median_ratio = statistics.median(totals["on"]) / statistics.median(totals["off"])
     print(
         f"A/B overhead: {100 * (mean['on'] / mean['off'] - 1):+.1f}% (medians {100 * (median_ratio - 1):+.1f}%; "
         f"noise of a few % on a busy machine)"
@@ -243,10 +316,9 @@ def moe_diagnostics_overhead(args) -> None:
 
 
 def stepping_rates(args) -> None:
-    """env.step against raw stepping, under ``torch.inference_mode()`` as rsl_rl's rollout loop runs it, with torch
-    on ``runner.rollout_torch_threads`` threads (as during training rollouts) and on torch's default thread count.
-    Each repeat draws fresh random actions (after 10 warm-up steps) and gives one ratio: raw seconds over env seconds,
-    summed over its interleaved chunks (:func:`env_and_raw_seconds`)."""
+    """env.step against raw stepping (:func:`stepping_seconds`), with torch on ``runner.rollout_torch_threads``
+    threads (as during training rollouts) and on torch's default thread count. Each repeat gives one ratio: raw
+    seconds over env seconds, summed over its interleaved chunks (:func:`env_and_raw_seconds`)."""
     print("\n== env.step vs raw mujoco.batch (policy steps of `decimation` physics steps) ==")
     default_threads = torch.get_num_threads()
     print(
@@ -258,41 +330,43 @@ def stepping_rates(args) -> None:
         cfg = compose_cfg([f"env.num_envs={n}", *args.overrides])
         for threads in dict.fromkeys([cfg.runner.rollout_torch_threads or default_threads, default_threads]):
             env = make_env(env_config(cfg))
-            raw = raw_batch_like(env)
-            seconds = []
-            with torch_threads(threads), torch.inference_mode():  # as in rsl_rl's rollout loop
-                for seed in range(args.repeats):
-                    gen = torch.Generator().manual_seed(seed)
-                    actions = 0.3 * torch.randn(args.steps + 10, n, env.num_actions, generator=gen)
-                    for action in actions[:10]:
-                        env.step(action)
-                    seconds.append(env_and_raw_seconds(env, raw, actions[10:], args.chunk))
-            env_seconds, raw_seconds = np.array(seconds).T
+            with torch_threads(threads):
+                env_seconds, raw_seconds = stepping_seconds(env, RawBatch(env), args)
             ratios = raw_seconds / env_seconds
             rate = args.steps * n
             print(
                 f"{n:>6} {threads:>13} {np.median(rate / raw_seconds):>18,.0f} {np.median(rate / env_seconds):>17,.0f} "
                 f"{np.median(ratios):>6.2f}  [{ratios.min():.2f}, {ratios.max():.2f}]"
             )
-            del env, raw
+            del env
 
 
-def training_rate(args) -> None:
+def training_rate(args) -> float:
+    """Full training iterations (collect + learn) with the default train config at ``args.train_envs`` envs: one
+    warm-up iteration, then ``args.train_iterations`` timed ones. Prints env-steps/s, rsl_rl's collect / learn split
+    and the peak RSS; returns the env-steps/s."""
+    overrides = [f"env.num_envs={args.train_envs}", *args.overrides]
     print(f"\n== training iteration (collect + learn), default config, N={args.train_envs} ==")
-    cfg = compose_cfg([f"env.num_envs={args.train_envs}", *args.overrides])
+    print(f"overrides: {' '.join(overrides)}")
+    cfg = compose_cfg(overrides)
     env = make_env(env_config(cfg))
     runner = make_runner(cfg, env, log_dir=None)
     runner.learn(1)
+    clock = iteration_clock(runner)
+    synchronize(env.device)
     start = time.perf_counter()
     runner.learn(args.train_iterations)
+    synchronize(env.device)
     elapsed = time.perf_counter() - start
     steps = args.train_iterations * cfg.runner.num_steps_per_env * args.train_envs
+    collect, learn, _ = np.mean(clock, axis=0)
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
         f"{steps / elapsed:,.0f} env-steps/s over {args.train_iterations} iterations "
-        f"({elapsed / args.train_iterations:.2f} s each)"
+        f"({elapsed / args.train_iterations:.2f} s each: collect {collect:.2f} s, learn {learn:.2f} s)"
     )
     print(f"peak RSS of this process: {peak_rss_gb:.2f} GB")
+    return steps / elapsed
 
 
 def training_child(args, policy: str) -> list[str]:
@@ -349,13 +423,21 @@ def two_runs(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--steps", type=int, default=200, help="policy steps per stepping measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="env.step / raw measurements per row")
+    parser.add_argument(
+        "--sim-device",
+        default="cpu",
+        help="cpu (mujoco.batch), or a MuJoCo Warp device: cuda:N, or warp-cpu (the same code on the CPU, slow): "
+        "then scripts/benchmark_warp.py's sections run, physics and learner on that device",
+    )
+    parser.add_argument("--num-envs", type=int, nargs="+", help=defaults_help("num_envs"))
+    parser.add_argument("--steps", type=int, help="policy steps per stepping measurement; " + defaults_help("steps"))
+    parser.add_argument("--repeats", type=int, help="env.step / raw measurements per row; " + defaults_help("repeats"))
     parser.add_argument("--chunk", type=int, default=20, help="policy steps between env.step / raw alternations")
-    parser.add_argument("--train-envs", type=int, default=1024)
-    parser.add_argument("--train-iterations", type=int, default=5, help="timed iterations after one warm-up")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["stepping", "training"])
+    parser.add_argument("--train-envs", type=int, help=defaults_help("train_envs"))
+    parser.add_argument(
+        "--train-iterations", type=int, help="timed iterations after one warm-up; " + defaults_help("train_iterations")
+    )
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, help=defaults_help("sections"))
     parser.add_argument("--moe-envs", type=int, default=512, help="envs of the moe-diagnostics section")
     parser.add_argument(
         "--moe-blocks",
@@ -363,21 +445,40 @@ def main() -> None:
         default=5,
         help="moe-diagnostics: alternating blocks of conflict_interval iterations per runner",
     )
+    parser.add_argument("--eval-envs", type=int, default=64, help="envs of each evaluation of the experts section")
     parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. env=combo_go2Piper_reaching")
     args = parser.parse_args()
+    warp = args.sim_device != "cpu"
+    for key, value in DEFAULTS["warp" if warp else "cpu"].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if "experts" in args.sections and not warp:
+        parser.error("the experts section compares mujoco.batch with MuJoCo Warp: give --sim-device cuda:N or warp-cpu")
     seed_everything(0)
     print(
         f"torch threads {torch.get_num_threads()}, mujoco {mujoco.__version__}, os.cpu_count() {os.cpu_count()}, "
         f"load average {os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
-    if "stepping" in args.sections:
-        stepping_rates(args)
-    if "training" in args.sections:
-        training_rate(args)
-    if "moe-diagnostics" in args.sections:
-        moe_diagnostics_overhead(args)
-    if "two-runs" in args.sections:
-        two_runs(args)
+    print("command: " + " ".join(shlex.quote(arg) for arg in ["python", *sys.argv]))
+    sections = {
+        "stepping": stepping_rates,
+        "training": training_rate,
+        "moe-diagnostics": moe_diagnostics_overhead,
+        "two-runs": two_runs,
+    }
+    if warp:
+        import benchmark_warp  # needs mujoco_warp; imports this file's helpers as the module `benchmark`
+
+        benchmark_warp.describe(args)
+        args.overrides = [*benchmark_warp.device_overrides(args.sim_device), *args.overrides]
+        sections |= {
+            "stepping": benchmark_warp.stepping_rates,
+            "training": benchmark_warp.training,
+            "experts": benchmark_warp.expert_evaluations,
+        }
+    for name in SECTIONS:
+        if name in args.sections:
+            sections[name](args)
 
 
 if __name__ == "__main__":
