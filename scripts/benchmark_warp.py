@@ -124,9 +124,10 @@ def describe(args) -> None:
     """One line: the device, the versions and the kernel cache."""
     device = torch_device(args.sim_device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "Warp's CPU device (slow: a code-path test)"
+    cache = os.environ.get("WARP_CACHE_PATH", "unset (Warp's default)")
     print(
         f"sim device {args.sim_device}: {name}; torch {torch.__version__}, warp {wp.__version__}, "
-        f"mujoco_warp {version('mujoco-warp')}, WARP_CACHE_PATH {os.environ.get('WARP_CACHE_PATH', 'unset (Warp default)')}"
+        f"mujoco_warp {version('mujoco-warp')}, WARP_CACHE_PATH {cache}"
     )
 
 
