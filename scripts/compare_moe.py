@@ -57,11 +57,13 @@ def fixed_blend(cfg: DictConfig, env, weights: tuple[float, float]):
 
 def from_base_expert(task_ids: torch.Tensor, num_actions: int) -> torch.Tensor:
     """``(N, num_actions)`` bool: the action entries the task-switch reference takes from the base expert, for
-    envs of ``task_ids`` (N,) (indices into ``legged_gym.envs.commands.TASK_NAMES``): the legs
+    envs of ``task_ids`` (N,) (indices into ``legged_gym.envs.commands.TASK_NAMES``), on their device: the legs
     (``LIMB_COLUMNS["legs"]``) where the task moves the base, the arm where it does not move the arm."""
-    legs = torch.zeros(num_actions, dtype=torch.bool)
+    device = task_ids.device
+    legs = torch.zeros(num_actions, dtype=torch.bool, device=device)
     legs[LIMB_COLUMNS["legs"]] = True
-    return torch.where(legs, MOVES_BASE[task_ids][:, None], ~MOVES_ARM[task_ids][:, None])
+    moves_base, moves_arm = MOVES_BASE.to(device)[task_ids], MOVES_ARM.to(device)[task_ids]
+    return torch.where(legs, moves_base[:, None], ~moves_arm[:, None])
 
 
 def task_switch_reference(cfg: DictConfig, env):
@@ -79,11 +81,11 @@ def task_switch_reference(cfg: DictConfig, env):
 
 
 def learned(path: str, env):
-    """The inference policy of checkpoint ``path``, built from its run folder's config.yaml."""
+    """The inference policy of checkpoint ``path``, built from its run folder's config.yaml, on the env's device."""
     run_cfg = OmegaConf.load(os.path.join(os.path.dirname(os.path.abspath(path)), "config.yaml"))
     runner = make_runner(run_cfg, env, log_dir=None, ckpt_path=path)
     runner.load(path)
-    return runner.get_inference_policy()
+    return runner.get_inference_policy(device=env.device)
 
 
 def evaluate(policy, env, duration_s: float) -> dict:
@@ -94,7 +96,7 @@ def evaluate(policy, env, duration_s: float) -> dict:
         env,
         policy,
         num_policy_steps(duration_s, env.dt),
-        each_step=lambda _, step: rewards.append(step.rewards.numpy().copy()),
+        each_step=lambda _, step: rewards.append(step.rewards.cpu().numpy().copy()),
     )
     rewards = np.stack(rewards)
     per_second = {

@@ -42,14 +42,16 @@ from rsl_rl_moe.checkpoint import CheckpointError
 
 
 def rollout(cfg: DictConfig, env_cfg: dict) -> tuple[dict, object]:
-    """Run the checkpoint's policy for ``evaluate.duration_s`` in a fresh env; returns (arrays, env)."""
+    """Run the checkpoint's policy (on the env's device) for ``evaluate.duration_s`` in a fresh env; returns
+    (arrays, env)."""
     env_cfg["seed"] = int(cfg.evaluate.seed)
     seed_everything(cfg.evaluate.seed)
     env = make_env(env_cfg)
     runner = make_runner(cfg, env, log_dir=None, ckpt_path=cfg.ckpt_path)
     runner.load(cfg.ckpt_path)
     with rollout_threads(cfg):
-        arrays = record_rollout(env, runner.get_inference_policy(), num_policy_steps(cfg.evaluate.duration_s, env.dt))
+        policy = runner.get_inference_policy(device=env.device)
+        arrays = record_rollout(env, policy, num_policy_steps(cfg.evaluate.duration_s, env.dt))
     return arrays, env
 
 

@@ -45,7 +45,8 @@ EXPORT_TOLERANCE = 1e-4
 
 def export_policy(runner, obs, out_dir: str) -> None:
     """TorchScript + ONNX export of the whole policy (a MoE's gate, experts and blend included), checked
-    against PyTorch on ``obs`` (ONNX: batch size 1, row by row).
+    against PyTorch on ``obs`` (ONNX: batch size 1, row by row), all on the CPU, where the exported files run
+    (the runner's policy moves there).
 
     The exported input is the policy's observation groups concatenated: ``input_groups`` for a MoE actor
     (its groups, then any other group an expert reads), ``obs_groups`` for an rsl_rl model.
@@ -54,7 +55,8 @@ def export_policy(runner, obs, out_dir: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     runner.export_policy_to_jit(out_dir, "policy.pt")
     runner.export_policy_to_onnx(out_dir, "policy.onnx")
-    policy = runner.get_inference_policy()
+    policy = runner.get_inference_policy(device="cpu")
+    obs = obs.cpu()
     input_groups = policy.input_groups if isinstance(policy, MoEActor) else policy.obs_groups
     actor_obs = torch.cat([obs[g] for g in input_groups], dim=-1)
     with torch.inference_mode():
@@ -106,7 +108,7 @@ def main(cfg: DictConfig) -> None:
         env = make_env(quiet_env_config(cfg, cfg.play.num_envs))
         runner = make_runner(cfg, env, log_dir=None, ckpt_path=cfg.ckpt_path)
         runner.load(cfg.ckpt_path)
-        policy = runner.get_inference_policy()
+        policy = runner.get_inference_policy(device=env.device)
         run_dir = os.path.dirname(os.path.abspath(cfg.ckpt_path))
         out_dir = os.path.join(run_dir, "play")
         os.makedirs(out_dir, exist_ok=True)

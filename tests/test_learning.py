@@ -60,9 +60,10 @@ def test_the_gate_routes_each_task_to_its_expert(gate_run):
         assert abs(first - 0.5) < 0.1 and last > 0.62, (task, weights)  # measured: 0.74 (base), 0.95 (arm)
 
 
-@pytest.fixture(scope="module")
-def locomotion_run(tmp_path_factory):
-    """PPO from scratch on locomotion, 128 envs, 4 s episodes, 40 iterations = 960 steps per env."""
+@pytest.fixture(scope="module", params=["numpy", "torch"])
+def locomotion_run(request, tmp_path_factory):
+    """PPO from scratch on locomotion, 128 envs, 4 s episodes, 40 iterations = 960 steps per env; the env's step math
+    on each array backend (the torch one is the GPU path's, here on the CPU)."""
     run_dir = str(tmp_path_factory.mktemp("locomotion"))
     result = run_script(
         "train.py",
@@ -72,6 +73,7 @@ def locomotion_run(tmp_path_factory):
             "env.num_envs=128",
             "env.episode_length_s=4",
             "runner.max_iterations=40",
+            f"env.array_backend={request.param}",
             f"hydra.run.dir={run_dir}",
         ],
     )

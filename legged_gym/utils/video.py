@@ -15,7 +15,8 @@ import numpy as np
 
 
 class VideoRecorder:
-    """Renders simulation ``env_index`` of a ``mujoco.batch`` backend with a camera tracking its trunk.
+    """Renders one env's ``MjData`` (its simulator's ``mjdata(env_index)``, on either backend) with a camera
+    tracking its trunk.
 
     Args:
         model: the MjModel.

@@ -33,7 +33,8 @@ def test_task_switch_reference_routes_each_task_to_its_expert(tmp_path, task, sa
 
 def test_task_switch_reference_takes_legs_and_arm_by_what_the_task_moves():
     """Locomotion: all from the base expert; reaching: all from the arm expert; loco_reach: legs from the base
-    expert, arm from the arm expert (the columns of ``LIMB_COLUMNS``)."""
+    expert, arm from the arm expert (the columns of ``LIMB_COLUMNS``); the mask is on the task ids' device (a GPU
+    env's; ``meta`` stands in for it here)."""
     from compare_moe import from_base_expert
 
     from legged_gym.envs.commands import TASK_NAMES
@@ -45,3 +46,4 @@ def test_task_switch_reference_takes_legs_and_arm_by_what_the_task_moves():
     legs, arm = LIMB_COLUMNS["legs"], LIMB_COLUMNS["arm"]
     assert mask.shape == (3, NUM_ACTIONS) and mask[0].all() and not mask[1].any()
     assert mask[2, legs].all() and not mask[2, arm].any() and mask[2].sum() == 12
+    assert from_base_expert(task_ids.to("meta"), NUM_ACTIONS).device.type == "meta"
