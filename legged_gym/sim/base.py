@@ -56,20 +56,27 @@ class SimBackend(ABC):
     def mjdata(self, env_index: int) -> mujoco.MjData:
         """A ``mujoco.MjData`` with env ``env_index``'s current state, forward kinematics done (for rendering)."""
 
-    @property
-    @abstractmethod
-    def qpos(self) -> torch.Tensor: ...
+    # The state tensors: subclasses bind ``_qpos``, ``_qvel``, ``_sensordata`` once in ``__init__`` and set
+    # ``_unstable`` at each refresh.
+    _qpos: torch.Tensor
+    _qvel: torch.Tensor
+    _sensordata: torch.Tensor
+    _unstable: torch.Tensor
 
     @property
-    @abstractmethod
-    def qvel(self) -> torch.Tensor: ...
+    def qpos(self) -> torch.Tensor:
+        return self._qpos
 
     @property
-    @abstractmethod
-    def sensordata(self) -> torch.Tensor: ...
+    def qvel(self) -> torch.Tensor:
+        return self._qvel
 
     @property
-    @abstractmethod
+    def sensordata(self) -> torch.Tensor:
+        return self._sensordata
+
+    @property
     def unstable(self) -> torch.Tensor:
         """(N,) bool: the simulator flagged an instability (NaN / divergence) in the last step, or the state
         holds a NaN or inf. A new tensor at each refresh."""
+        return self._unstable

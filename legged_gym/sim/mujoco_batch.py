@@ -98,19 +98,3 @@ class MujocoBatchBackend(SimBackend):
         data = self.batch.get_data(env_index)
         mujoco.mj_forward(self.batch.get_model(env_index), data)
         return data
-
-    @property
-    def qpos(self) -> torch.Tensor:
-        return self._qpos
-
-    @property
-    def qvel(self) -> torch.Tensor:
-        return self._qvel
-
-    @property
-    def sensordata(self) -> torch.Tensor:
-        return self._sensordata
-
-    @property
-    def unstable(self) -> torch.Tensor:
-        return self._unstable

@@ -42,6 +42,10 @@ class MujocoWarpBackend(SimBackend):
     """All envs as the worlds of one MuJoCo Warp ``Data``; ``qpos``, ``qvel``, ``sensordata`` are zero-copy
     torch views of its arrays (float32, on ``device``).
 
+    ``unstable``: qpos / qvel hold a NaN or inf, or the last call overflowed a contact or constraint buffer
+    (:data:`UNSTABLE_OVERFLOWS`). Warp counts contacts over all worlds: a contact overflow (more than N * nconmax)
+    flags every world; a constraint overflow (more than njmax rows) flags its world.
+
     Sensor values are those computed at the start of the last physics substep, i.e. they lag the returned
     state by one timestep, as in :class:`MujocoBatchBackend`; after :meth:`reset` the reset envs' sensors are
     current. On CUDA the step, the reset and the forward dynamics run as CUDA graphs (each captured at its first
@@ -202,25 +206,6 @@ class MujocoWarpBackend(SimBackend):
         data.ctrl[:] = self._ctrl[env_index].cpu().numpy()
         mujoco.mj_forward(model, data)
         return data
-
-    @property
-    def qpos(self) -> torch.Tensor:
-        return self._qpos
-
-    @property
-    def qvel(self) -> torch.Tensor:
-        return self._qvel
-
-    @property
-    def sensordata(self) -> torch.Tensor:
-        return self._sensordata
-
-    @property
-    def unstable(self) -> torch.Tensor:
-        """(N,) bool: qpos / qvel hold a NaN or inf, or the last call overflowed a contact or constraint buffer
-        (:data:`UNSTABLE_OVERFLOWS`). Warp counts contacts over all worlds: a contact overflow (more than
-        N * nconmax) flags every world; a constraint overflow (more than njmax rows) flags its world."""
-        return self._unstable
 
 
 def default_nconmax(wp_model: mjw.Model) -> int:
