@@ -148,11 +148,11 @@ class LeggedRobot(VecEnv):
 
         self._randomize_domain()
         self.reward_names: list[str] = []
-        self.episode_sums = torch.zeros(0, n, device=device)  # (K, N) weighted sums per term (rows stack and add
-        # faster than columns)
+        # (K, N) weighted sums per term (rows stack and add faster than columns)
+        self.episode_sums = torch.zeros(0, n, device=device)
         self._build_reward_terms()
-        self.episode_metric_sums = torch.zeros(len(EPISODE_METRICS), n, device=device)  # (4, N) per-step sums,
-        # EPISODE_METRICS order
+        # (4, N) per-step sums, EPISODE_METRICS order
+        self.episode_metric_sums = torch.zeros(len(EPISODE_METRICS), n, device=device)
         self.episode_metrics = dict(zip(EPISODE_METRICS, self.episode_metric_sums))  # (N,) views of its rows
         self._build_observation_terms()
 
@@ -197,8 +197,8 @@ class LeggedRobot(VecEnv):
                 sums[row] = self.episode_sums[self.reward_names.index(name)]
         self.reward_names, self.episode_sums = names, sums
         self.reward_functions = [getattr(reward_terms, name) for name in names]
-        self.reward_scales = torch.tensor([scales[name] for name in names], device=self.device)[:, None]  # (K, 1)
-        # per policy step
+        # (K, 1) per policy step
+        self.reward_scales = torch.tensor([scales[name] for name in names], device=self.device)[:, None]
         self._termination_weighted = names[-1:] == ["termination"]
 
     def update_cfg(self, overrides: dict) -> None:
