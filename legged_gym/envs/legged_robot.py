@@ -100,6 +100,7 @@ class LeggedRobot(VecEnv):
     base_ang_vel_b = ReadOnlyView()
     joint_vel = ReadOnlyView()
     foot_vel_w = ReadOnlyView()
+    foot_pos_w = ReadOnlyView()
     _trunk_touch = ReadOnlyView()
     commands = ReadOnlyView(
         "kept once: the env reads its buffers through views; assign its attributes instead "
@@ -141,8 +142,10 @@ class LeggedRobot(VecEnv):
         # default + action_scale * action, before the joint limits
         self.last_actions = torch.zeros(n, NUM_ACTIONS, device=device)
         self.last_joint_vel = torch.zeros(n, NUM_ACTIONS, device=device)
-        # [m] world xy where the base was last told to stand (kept up to date only while base_drift is weighted)
+        # [m] world xy of the base (N, 2) and of the feet (N, 4, 2) where the base was last told to stand (kept up to
+        # date only while a term reading them is weighted: rewards.STAND_ANCHOR_READERS)
         self.stand_anchor_xy = torch.zeros(n, 2, device=device)
+        self.stand_anchor_feet_xy = torch.zeros(n, NUM_FEET, 2, device=device)
         self._bind_state_views()
         self._partner_policy: Callable[[TensorDict], torch.Tensor] | None = None
 
@@ -327,7 +330,7 @@ class LeggedRobot(VecEnv):
         self.commands.step()
         self._refresh_state()
         self._update_feet_air_time()
-        if "base_drift" in self.reward_names:  # the anchor's only reader
+        if reward_terms.STAND_ANCHOR_READERS.intersection(self.reward_names):
             self._update_stand_anchor()
         self._check_termination()
         rewards = self._compute_rewards()
@@ -356,7 +359,7 @@ class LeggedRobot(VecEnv):
 
         Raw: ``base_pos`` (N, 3) [m] world, ``base_quat`` (N, 4) wxyz, ``base_height`` (N,) [m], ``joint_pos``
         (N, 18) [rad], ``base_ang_vel_b`` (N, 3) [rad/s] base frame, ``joint_vel`` (N, 18) [rad/s], ``foot_vel_w``
-        (N, 4, 3) [m/s] world; private: the trunk touch force [N].
+        (N, 4, 3) [m/s] world, ``foot_pos_w`` (N, 4, 3) [m] world; private: the trunk touch force [N].
         """
         qpos, qvel, sensors = self.sim.qpos, self.sim.qvel, self.sim.sensordata
         sensor = self.robot.sensor
@@ -369,6 +372,8 @@ class LeggedRobot(VecEnv):
         self.joint_vel = qvel[:, 6:]
         foot_vel = sensors[:, self.robot.sensor_block([f"{leg}_vel" for leg in LEG_NAMES])]
         self.foot_vel_w = foot_vel.unflatten(1, (NUM_FEET, 3))
+        foot_pos = sensors[:, self.robot.sensor_block([f"{leg}_pos" for leg in LEG_NAMES])]
+        self.foot_pos_w = foot_pos.unflatten(1, (NUM_FEET, 3))
         self._trunk_touch = sensors[:, sensor["trunk_touch"].start]  # (N,)
         state = {
             name: torch.zeros(self.num_envs, *shape, dtype=dtype, device=self.device)
@@ -435,11 +440,13 @@ class LeggedRobot(VecEnv):
         ops.copyto(a["last_contacts"], a["foot_contact"])
 
     def _update_stand_anchor(self) -> None:
-        """While base motion is commanded the anchor follows the base, so once the command drops to zero it
-        marks where the base was told to stand; a zero command resampled to zero keeps it (set at reset)."""
+        """While base motion is commanded the anchors follow the base and the feet, so once the command drops to
+        zero they mark where the base and each foot were told to stand; a zero command resampled to zero keeps them
+        (set at reset)."""
         speed = torch.linalg.vector_norm(self.commands.velocity, dim=1)
         moving = (speed >= reward_terms.STAND_COMMAND_THRESHOLD)[:, None]
         self.stand_anchor_xy = torch.where(moving, self.base_pos[:, :2], self.stand_anchor_xy)
+        self.stand_anchor_feet_xy = torch.where(moving[:, None], self.foot_pos_w[:, :, :2], self.stand_anchor_feet_xy)
 
     def _check_termination(self) -> None:
         """``reset_buf``: time-out, trunk tilted beyond ``max_tilt_rad``, trunk below ``min_base_height``, trunk
@@ -521,6 +528,7 @@ class LeggedRobot(VecEnv):
         self.feet_air_time[env_ids] = 0.0
         self.last_contacts[env_ids] = False
         self.stand_anchor_xy[env_ids] = qpos[:, 0:2]
+        self.stand_anchor_feet_xy[env_ids] = self.foot_pos_w[env_ids, :, :2]  # the reset's forward pass placed them
         self.episode_sums[:, env_ids] = 0.0
         self.episode_metric_sums[:, env_ids] = 0.0
         self.commands.reset(env_ids)

@@ -5,9 +5,9 @@ computed) and by the policy period ``dt``, as legged_gym does. Penalties return 
 get negative scales. Every term reads state the env refreshed after the physics step:
 ``base_lin_vel_b``, ``base_ang_vel_b``, ``projected_gravity``, ``base_height``, ``joint_pos``,
 ``joint_pos_rel``, ``joint_vel``, ``actions``, ``last_actions``, ``foot_contact``, ``foot_vel_w``, ``first_contact``,
-``touchdown_air_time``, ``stand_anchor_xy``, the tracking errors ``lin_vel_error``, ``yaw_rate_error`` and
-``ee_error`` (command minus state, derived with the state: after editing commands by hand, call the env's
-``_refresh_state()``) and the commands.
+``touchdown_air_time``, ``foot_pos_w``, ``stand_anchor_xy``, ``stand_anchor_feet_xy``, the tracking errors
+``lin_vel_error``, ``yaw_rate_error`` and ``ee_error`` (command minus state, derived with the state: after editing
+commands by hand, call the env's ``_refresh_state()``) and the commands.
 
 The terms run every policy step on arrays of a few hundred rows, where the cost is per op, not per element:
 keep them to a few ops, and take norms with ``torch.linalg.vector_norm`` (``Tensor.norm`` adds a Python
@@ -20,6 +20,9 @@ import torch
 
 STAND_COMMAND_THRESHOLD = 0.1
 """Velocity commands with a smaller norm (m/s and rad/s together) count as "stand still"."""
+
+STAND_ANCHOR_READERS = frozenset({"base_drift", "stand_feet_anchor"})
+"""The terms that read the env's stand anchors (the env keeps the anchors up to date only while one is weighted)."""
 
 
 def tracking_lin_vel(env) -> torch.Tensor:
@@ -104,6 +107,15 @@ def stand_feet_speed(env) -> torch.Tensor:
     and shuffling in place (how a standing robot drifts) cost, which ``feet_slip`` (stance feet only) misses."""
     speed = env.foot_vel_w[:, :, :2].square().sum(dim=(1, 2))
     return speed * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
+
+
+def stand_feet_anchor(env) -> torch.Tensor:
+    """Horizontal distances [m] of the four feet from where they were when the base was last told to stand
+    (``stand_anchor_feet_xy``, kept by the env), summed, while no base motion is commanded: the creep of stance feet
+    and the steps that never come back, which add up to base drift over an episode. The trunk may still lean over
+    planted feet. Linear, not squared, so that creep of a centimetre still costs."""
+    distance = torch.linalg.vector_norm(env.foot_pos_w[:, :, :2] - env.stand_anchor_feet_xy, dim=2).sum(dim=1)
+    return distance * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
 
 
 def base_drift(env) -> torch.Tensor:

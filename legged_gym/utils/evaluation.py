@@ -7,7 +7,9 @@ after each command change or reset), falls, per-foot airborne share while the co
 speed is at least ``fast_speed``, mean stance-foot slip speed, and trunk height error.
 
 Reaching: end-effector error ``settle_s`` after each target change (median, 90th percentile,
-share within 5 cm), and base drift (largest horizontal distance from where the episode started).
+share within 5 cm), and base drift (largest horizontal distance from where the episode started), split into the
+drift of the feet (their centroid: steps and creep of the stance) and the lean of the trunk over them (the base
+relative to that centroid): base drift <= feet drift + lean.
 For continuous target sequences (targets change every step) the error over all steps is reported.
 """
 
@@ -114,18 +116,23 @@ def reaching_metrics(
         samples = error[settle_steps:]
     else:
         samples = error[_steps_since(changed) == settle_steps]
+    base_xy, feet_xy = a["base_xy"], a["feet_xy"].mean(axis=2)  # (T, N, 2) [m] world: base, centroid of the feet
     episode_start = np.cumsum(a["terminated"], axis=0)  # episode index of each step, per env
-    drift = []
+    drift = {"base": [], "feet": [], "lean": []}
     for env in range(error.shape[1]):
         for episode in np.unique(episode_start[:, env]):
-            xy = a["base_xy"][episode_start[:, env] == episode, env]
-            drift.append(np.linalg.norm(xy - xy[0], axis=-1).max())
+            steps = episode_start[:, env] == episode
+            base, feet = base_xy[steps, env] - base_xy[steps, env][0], feet_xy[steps, env] - feet_xy[steps, env][0]
+            for key, moved in (("base", base), ("feet", feet), ("lean", base - feet)):
+                drift[key].append(np.linalg.norm(moved, axis=-1).max())
     return {
         "ee_error_median_cm": float(100 * np.median(samples)) if samples.size else float("nan"),
         "ee_error_p90_cm": float(100 * np.percentile(samples, 90)) if samples.size else float("nan"),
         "reached_share": float((samples < reached_m).mean()) if samples.size else float("nan"),
         "targets_scored": int(samples.size),
-        "base_drift_m": float(np.mean(drift)),
+        "base_drift_m": float(np.mean(drift["base"])),
+        "feet_drift_m": float(np.mean(drift["feet"])),
+        "lean_m": float(np.mean(drift["lean"])),
         "falls": int(a["terminated"].sum()),
         "continuous_targets": bool(continuous),
     }

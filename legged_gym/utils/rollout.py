@@ -29,8 +29,8 @@ class RolloutRecord:
     """Per-step arrays, (T, N, ...) once :meth:`stack` has run.
 
     Fields: ``velocity_cmd`` (vx, vy, yaw rate) and ``velocity`` (measured, base frame) [m/s, rad/s];
-    ``ee_target`` and ``ee_pos`` [m] base-yaw frame; ``base_xy`` [m] world; ``base_height`` [m];
-    ``foot_contact`` (4 feet, bool); ``foot_speed`` (4 feet, horizontal speed [m/s]); ``task_ids``
+    ``ee_target`` and ``ee_pos`` [m] base-yaw frame; ``base_xy`` [m] world; ``feet_xy`` (4 feet, [m] world);
+    ``base_height`` [m]; ``foot_contact`` (4 feet, bool); ``foot_speed`` (4 feet, horizontal speed [m/s]); ``task_ids``
     (task of the state shown: a reset env's new task); ``step_task_ids`` (task during the step, to
     which the step's reward and ``terminated`` belong); ``terminated`` (bool, a fall or other
     non-time-out reset at that step).
@@ -48,6 +48,7 @@ class RolloutRecord:
             "ee_target": env.commands.ee_target_b,
             "ee_pos": env.ee_pos_b,
             "base_xy": env.base_pos[:, :2],
+            "feet_xy": env.foot_pos_w[:, :, :2],
             "base_height": env.base_height,
             "foot_contact": env.foot_contact,
             "foot_speed": env.foot_vel_w[:, :, :2].norm(dim=-1),

@@ -15,6 +15,7 @@ def rollout(T=200, N=2):
         "ee_target": np.zeros((T, N, 3)),
         "ee_pos": np.zeros((T, N, 3)),
         "base_xy": np.zeros((T, N, 2)),
+        "feet_xy": np.zeros((T, N, 4, 2)),
         "base_height": np.full((T, N), 0.27),
         "foot_contact": np.ones((T, N, 4), dtype=bool),
         "foot_speed": np.zeros((T, N, 4)),
@@ -60,6 +61,17 @@ def test_reaching_error_one_second_after_each_target_change_and_drift():
     assert m["ee_error_median_cm"] == pytest.approx(4.0)
     assert m["base_drift_m"] == pytest.approx(0.03)
     assert not m["continuous_targets"]
+
+
+def test_base_drift_splits_into_the_drift_of_the_feet_and_the_lean_over_them():
+    a = rollout(T=300, N=1)
+    a["ee_target"][:, 0] = a["ee_pos"][:, 0] = [0.5, 0.0, 0.4]
+    a["feet_xy"][150:, 0, :, 0] = 0.04  # all four feet stepped 4 cm forward half-way
+    a["base_xy"][:, 0, 0] = 0.03 * np.sin(np.linspace(0.0, np.pi, 300))  # the trunk sways 3 cm forward and back
+    m = reaching_metrics(a, DT)
+    assert m["feet_drift_m"] == pytest.approx(0.04)
+    assert m["base_drift_m"] == pytest.approx(0.03, abs=1e-4)
+    assert m["lean_m"] == pytest.approx(0.04, abs=1e-4)  # at the end: the base back at 0.0, the feet at 0.04
 
 
 def test_continuous_sequences_score_every_step_after_settling():

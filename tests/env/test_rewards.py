@@ -174,6 +174,32 @@ def test_stand_anchor_follows_the_base_while_moving_and_stays_while_standing():
     assert torch.equal(env.stand_anchor_xy[1], torch.zeros(2))
 
 
+def test_stand_feet_anchor_sums_each_foot_distance_from_its_anchor_only_without_command(env):
+    set_state(env)
+    env.commands.velocity[:] = 0.0
+    env.stand_anchor_feet_xy = env.foot_pos_w[:, :, :2].clone()
+    assert torch.equal(terms.stand_feet_anchor(env), torch.zeros(2))
+    env.stand_anchor_feet_xy[0, 1] += torch.tensor([0.03, -0.04])  # one foot 5 cm from its anchor
+    env.stand_anchor_feet_xy[0, 3, 0] += 0.02  # another 2 cm
+    assert terms.stand_feet_anchor(env)[0] == pytest.approx(0.07, rel=1e-4)
+    assert terms.stand_feet_anchor(env)[1] == 0
+    env.commands.velocity[0] = torch.tensor([0.5, 0.0, 0.0])
+    assert terms.stand_feet_anchor(env)[0] == 0
+
+
+def test_feet_anchors_are_set_at_reset_follow_the_feet_while_moving_and_stay_while_standing():
+    env = make_env(2, ["env.domain_rand.enabled=false", "env.rewards.scales.stand_feet_anchor=-1.0"], quiet=True)
+    assert torch.equal(env.stand_anchor_feet_xy, env.foot_pos_w[:, :, :2])  # where the spawn placed the feet
+    env.commands.velocity[:] = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    anchor_before = env.stand_anchor_feet_xy.clone()
+    for _ in range(25):
+        env.commands.steps_since_vel[:] = 0  # no resampling during the test
+        env.step(torch.zeros(2, env.num_actions))
+    assert torch.equal(env.stand_anchor_feet_xy[0], env.foot_pos_w[0, :, :2])  # moving: follows the feet
+    assert torch.equal(env.stand_anchor_feet_xy[1], anchor_before[1])  # standing: kept
+    assert not torch.equal(env.foot_pos_w[1, :, :2], anchor_before[1])  # ... although the feet moved (settling)
+
+
 def test_stand_feet_speed_counts_every_foot_only_without_command(env):
     set_state(env, base_vel=[0.5, 0, 0, 0, 0, 0])
     env.commands.velocity[:] = 0.0
