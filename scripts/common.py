@@ -27,6 +27,8 @@ if os.path.isfile(os.path.join(APP_ROOT, "legged_gym", "__init__.py")):
     sys.path.insert(0, APP_ROOT)  # run from a checkout: the packages sit next to scripts/
 
 from legged_gym import resolve_path  # noqa: E402
+from legged_gym.envs.legged_robot import LIMB_COLUMNS  # noqa: E402
+from legged_gym.robots.go2_piper import NUM_ACTIONS  # noqa: E402
 from legged_gym.utils.sequence_sampler import SequenceFileError  # noqa: E402
 from rsl_rl_moe.checkpoint import CheckpointError, upgrade_model_cfg  # noqa: E402
 from rsl_rl_moe.distributed import (  # noqa: E402
@@ -231,6 +233,8 @@ def make_train_cfg(cfg: DictConfig) -> dict:
     ``env.symmetry`` (when augmentation or the mirror loss is on) rsl_rl's ``algorithm.symmetry_cfg``. With a partner
     that can act (``env.partner``), an ``MLPModel`` actor becomes an
     :class:`~rsl_rl_moe.modules.own_actions.OwnActionsMLPModel`: PPO then leaves out the entries the partner writes.
+    ``env.algorithm.entropy_limbs`` (e.g. ``[arm]``) limits the actor's entropy bonus to those limbs' entries
+    (:func:`with_entropy_limbs`).
     """
     runner = OmegaConf.to_container(cfg.runner, resolve=True)
     for key in ("class_name", "max_iterations"):
@@ -253,7 +257,10 @@ def make_train_cfg(cfg: DictConfig) -> dict:
         and partner_may_act(partner, env_cfg)
         and actor_critic["actor"]["class_name"] in ("MLPModel", "rsl_rl.models:MLPModel")
     ):
-        actor_critic["actor"]["class_name"] = "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
+        actor_critic["actor"]["class_name"] = OWN_ACTIONS_MODEL
+    entropy_limbs = (env_cfg.get("algorithm") or {}).get("entropy_limbs")
+    if entropy_limbs is not None:
+        actor_critic["actor"] = with_entropy_limbs(actor_critic["actor"], entropy_limbs)
     return {
         **runner,
         "algorithm": alg,
@@ -262,6 +269,27 @@ def make_train_cfg(cfg: DictConfig) -> dict:
         "run_name": cfg.run_name,
         "curriculum": OmegaConf.to_container(cfg.env.curriculum, resolve=True) if "curriculum" in cfg.env else [],
     }
+
+
+OWN_ACTIONS_MODEL = "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
+MLP_MODELS = ("MLPModel", "rsl_rl.models:MLPModel", OWN_ACTIONS_MODEL)
+
+
+def with_entropy_limbs(actor: dict, limbs: list[str]) -> dict:
+    """The MLP ``actor`` config as an :class:`~rsl_rl_moe.modules.own_actions.OwnActionsMLPModel` whose entropy bonus
+    counts only the action entries of ``limbs`` (names of ``legged_gym.envs.legged_robot.LIMB_COLUMNS``): an expert
+    whose job is one limb explores that limb, and the std of the others moves only with the surrogate loss."""
+    if isinstance(limbs, str) or not limbs or set(limbs) - set(LIMB_COLUMNS):
+        raise ValueError(
+            f"env.algorithm.entropy_limbs={limbs}: must be a non-empty list of limbs among {list(LIMB_COLUMNS)}, "
+            "e.g. [arm], or null for all"
+        )
+    if actor["class_name"] not in MLP_MODELS:
+        raise ValueError(f"env.algorithm.entropy_limbs needs an MLPModel actor, not {actor['class_name']}")
+    weights = torch.zeros(NUM_ACTIONS)
+    for limb in limbs:
+        weights[LIMB_COLUMNS[limb]] = 1.0
+    return {**actor, "class_name": OWN_ACTIONS_MODEL, "entropy_action_weights": weights.tolist()}
 
 
 def make_runner(cfg: DictConfig, env, log_dir: str | None, ckpt_path: str | None = None) -> Runner:

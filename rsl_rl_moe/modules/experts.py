@@ -435,6 +435,7 @@ def _build(
     cls = resolve_callable(cfg.pop("class_name", "rsl_rl.models:MLPModel"))
     if cls is OwnActionsMLPModel:  # trained beside a partner; its inference and weights are MLPModel's
         cls = MLPModel
+        cfg.pop("entropy_action_weights", None)  # a training setting
     if cls is not MLPModel:  # CNNModel and RNNModel subclass MLPModel but read other inputs / keep state
         raise CheckpointError(f"{where}: its {part} is a {cls}, only rsl_rl MLPModel experts are supported")
     net = cls(obs, model["obs_groups"], part, output_dim, **cfg).to(device)

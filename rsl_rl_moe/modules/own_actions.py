@@ -12,6 +12,11 @@ over the entries marked 1 in the env's observation group ``own_actions`` (N, A) 
 0: a partner's is). PPO reads the group from the observations it stores, so each sample keeps its own mask. Without
 that group it is MLPModel. Its parameters, state dict and inference are MLPModel's: a checkpoint trained with it
 is an ordinary MLP expert.
+
+``entropy_action_weights`` (A,) weighs each entry's entropy in the entropy bonus (default: all 1). An expert whose job
+is one limb can leave the others' entries out (weight 0): their std then moves only with the surrogate loss. Measured
+on the arm expert: with the bonus on all 18 entries the legs' std rose to ~1.5 over 500 iterations while the arm's
+fell, the base moved at 0.27 m/s in the standing episodes of training and drifted 6-7 cm in evaluation.
 """
 
 from __future__ import annotations
@@ -26,7 +31,18 @@ OWN_ACTIONS_GROUP = "own_actions"
 
 
 class OwnActionsMLPModel(MLPModel):
-    """:class:`~rsl_rl.models.MLPModel` whose PPO terms count only the action entries in ``obs["own_actions"]``."""
+    """:class:`~rsl_rl.models.MLPModel` whose PPO terms count only the action entries in ``obs["own_actions"]``, and
+    whose entropy bonus weighs entry ``j`` by ``entropy_action_weights[j]``."""
+
+    def __init__(
+        self, obs, obs_groups, obs_set: str, output_dim: int, *args, entropy_action_weights=None, **kwargs
+    ) -> None:
+        super().__init__(obs, obs_groups, obs_set, output_dim, *args, **kwargs)
+        weights = None if entropy_action_weights is None else torch.tensor(entropy_action_weights, dtype=torch.float)
+        if weights is not None and weights.shape != (output_dim,):
+            raise ValueError(f"entropy_action_weights: {len(weights)} weights for {output_dim} action entries")
+        # not a parameter and not in the state dict (the checkpoint stays an MLPModel's); moves with the model
+        self.register_buffer("entropy_action_weights", weights, persistent=False)
 
     def forward(self, obs, masks=None, hidden_state=None, stochastic_output: bool = False) -> torch.Tensor:
         """MLPModel's forward; remembers the batch's ``own_actions`` (None without the group) for the PPO terms."""
@@ -46,10 +62,16 @@ class OwnActionsMLPModel(MLPModel):
 
     @property
     def output_entropy(self) -> torch.Tensor:
-        """(B,) entropy of the policy's own entries."""
+        """(B,) entropy of the policy's own entries, each weighted by ``entropy_action_weights``."""
+        own, weights = self._own(self.distribution.mean), self.entropy_action_weights
+        if own is None and weights is None:
+            return super().output_entropy
         per_entry = Normal(self.distribution.mean, self.distribution.std).entropy()
-        own = self._own(per_entry)
-        return super().output_entropy if own is None else (per_entry * own).sum(dim=-1)
+        if own is not None:
+            per_entry = per_entry * own
+        if weights is not None:
+            per_entry = per_entry * weights
+        return per_entry.sum(dim=-1)
 
     def get_output_log_prob(self, outputs: torch.Tensor) -> torch.Tensor:
         """(B,) log-probability of the policy's own entries of ``outputs`` (B, A)."""

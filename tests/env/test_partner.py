@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -153,3 +154,15 @@ def test_training_beside_a_partner_uses_the_own_actions_actor():
     assert never_acts["actor"]["class_name"] == "MLPModel"
     no_partner = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_reaching", "env.partner.ckpt_path=null"]))
     assert no_partner["actor"]["class_name"] == "MLPModel"
+
+
+def test_entropy_limbs_weigh_the_entropy_bonus_of_those_limbs_entries_only():
+    from common import make_train_cfg
+
+    overrides = ["env=combo_go2Piper_locomotion", "env.curriculum=[]", "+env.algorithm.entropy_limbs=[arm]"]
+    actor = make_train_cfg(compose_cfg("train", overrides))["actor"]
+    assert actor["class_name"] == "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
+    assert actor["entropy_action_weights"] == [0.0] * 12 + [1.0] * 6
+    for limbs, message in (("[hand]", "env.algorithm.entropy_limbs=['hand']"), ("arm", "must be a non-empty list")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make_train_cfg(compose_cfg("train", [*overrides[:2], f"+env.algorithm.entropy_limbs={limbs}"]))

@@ -91,3 +91,32 @@ def test_a_checkpoint_trained_with_it_loads_as_an_mlp_expert(tmp_path):
     expert = load_expert("arm", path, obs, NUM_ACTIONS, "test")
     assert type(expert.actor) is MLPModel
     torch.testing.assert_close(expert.actor(obs), plain.eval()(obs))
+
+
+def test_entropy_action_weights_leave_entries_out_of_the_bonus_and_its_gradient():
+    obs, plain_own, _ = models()
+    weights = [0.0] * 12 + [1.0] * (NUM_ACTIONS - 12)  # the bonus on the arm only
+    torch.manual_seed(0)
+    model = OwnActionsMLPModel(obs, OBS_GROUPS, "actor", NUM_ACTIONS, entropy_action_weights=weights, **KW)
+    model.load_state_dict(plain_own.state_dict())  # no extra state: the weights are not in the state dict
+    mask = torch.ones(6, NUM_ACTIONS)
+    mask[:3, 12:] = 0.0  # rows 0-2: a partner writes the arm
+    obs["own_actions"] = mask
+    model(obs, stochastic_output=True)
+    per_entry = Normal(model.distribution.mean, model.distribution.std).entropy()
+    entropy = model.output_entropy
+    torch.testing.assert_close(entropy, (per_entry * mask * torch.tensor(weights)).sum(dim=-1))
+    assert torch.all(entropy[:3] == 0)  # own entries: legs (weight 0); arm: the partner's
+    entropy.sum().backward()
+    grad = model.distribution.std_param.grad
+    assert torch.all(grad[:12] == 0) and torch.all(grad[12:] != 0)
+
+
+def test_entropy_action_weights_must_match_the_actions():
+    obs = random_obs(GROUP_DIMS, 2, seed=0)
+    try:
+        OwnActionsMLPModel(obs, OBS_GROUPS, "actor", NUM_ACTIONS, entropy_action_weights=[1.0, 0.0], **KW)
+    except ValueError as exc:
+        assert "entropy_action_weights: 2 weights for" in str(exc)
+    else:
+        raise AssertionError("no error")
