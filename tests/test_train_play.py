@@ -42,6 +42,8 @@ def test_training_writes_checkpoint_config_and_tensorboard(trained_run):
     tags = events.Tags()["scalars"]
     assert {"Loss/surrogate", "Perf/total_fps", "Episode/rew_tracking_lin_vel"} <= set(tags)
     assert len(events.Scalars("Loss/surrogate")) == 2
+    legs, arm = (events.Scalars(f"Policy/std/{limb}")[-1].value for limb in ("legs", "arm"))  # each limb's exploration
+    assert (12 * legs + 6 * arm) / 18 == pytest.approx(events.Scalars("Policy/mean_std")[-1].value, rel=1e-5)
 
 
 def test_resume_continues_from_the_checkpoint(trained_run, tmp_path):

@@ -102,6 +102,8 @@ class LeggedRobot(VecEnv):
     foot_vel_w = ReadOnlyView()
     foot_pos_w = ReadOnlyView()
     _trunk_touch = ReadOnlyView()
+    action_limbs = LIMB_COLUMNS
+    """Action columns of each limb (the runner logs each limb's action std: ``Policy/std/<limb>``)."""
     commands = ReadOnlyView(
         "kept once: the env reads its buffers through views; assign its attributes instead "
         "(env.commands.velocity = ..., written in place)"

@@ -98,6 +98,10 @@ class Runner(OnPolicyRunner):
         self.curriculum = Curriculum(train_cfg.get("curriculum"))
         if self.curriculum.stages:
             self.logger.scalar_sources.append(self._curriculum_scalars)
+        self.action_limbs: dict[str, slice] = dict(getattr(env, "action_limbs", None) or {})
+        """``{limb: action columns}`` of the env (a VecEnv may declare ``action_limbs``): ``Policy/std/<limb>``."""
+        if self.action_limbs:
+            self.logger.scalar_sources.append(self._limb_std_scalars)
 
     def _configure_multi_gpu(self) -> None:
         """rsl_rl's multi-process set-up, for CPU processes too: under torchrun (``WORLD_SIZE`` > 1) join the process
@@ -281,6 +285,15 @@ class Runner(OnPolicyRunner):
             for hook in gradient_checks:
                 hook.remove()
             self.current_learning_iteration = self.last_finished_iteration + 1  # the next learn() continues
+
+    def _limb_std_scalars(self) -> dict[str, float]:
+        """``Policy/std/<limb>``: the mean action std over each limb's entries (rsl_rl logs only the mean over all):
+        one limb's exploration can grow while another's shrinks. Empty for an actor without a Gaussian output."""
+        try:
+            std = self.alg.get_policy().output_std.detach()
+        except AttributeError:  # no distribution, or no forward yet
+            return {}
+        return {f"Policy/std/{limb}": float(std[..., columns].mean()) for limb, columns in self.action_limbs.items()}
 
     def _curriculum_scalars(self) -> dict[str, float]:
         """``Curriculum/stage`` of the iteration being logged (the last finished one)."""
