@@ -152,7 +152,11 @@ def test_training_beside_a_partner_uses_the_own_actions_actor():
     assert with_partner["actor"]["class_name"] == "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
     never_acts = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_locomotion", "env.curriculum=[]"]))
     assert never_acts["actor"]["class_name"] == "MLPModel"
-    no_partner = make_train_cfg(compose_cfg("train", ["env=combo_go2Piper_reaching", "env.partner.ckpt_path=null"]))
+    no_partner = make_train_cfg(
+        compose_cfg(
+            "train", ["env=combo_go2Piper_reaching", "env.partner.ckpt_path=null", "env.algorithm.entropy_limbs=null"]
+        )
+    )
     assert no_partner["actor"]["class_name"] == "MLPModel"
 
 
