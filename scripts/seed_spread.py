@@ -4,7 +4,8 @@
 
 Reads the result files of ``scripts/evaluate.py`` (one per seed, same protocol) and prints a Markdown table per
 result section: each target metric (:data:`legged_gym.utils.evaluation.TARGETS`) per file, its mean, min-max, and
-how many files meet the target. ``--out F`` also writes the table to ``F``.
+how many files meet the target, followed by the metrics that explain it (:data:`~legged_gym.utils.evaluation.PARTS`,
+where every file has them). ``--out F`` also writes the table to ``F``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-from legged_gym.utils.evaluation import TARGETS, target_verdicts  # noqa: E402
+from legged_gym.utils.evaluation import PARTS, TARGETS, target_verdicts  # noqa: E402
 
 
 def load_results(paths: list[str]) -> list[dict]:
@@ -34,11 +35,18 @@ def load_results(paths: list[str]) -> list[dict]:
 
 def spread_table(labels: list[str], results: list[dict]) -> str:
     """Markdown: per section present in every file, one row per target metric with the per-file values, mean,
-    min-max and ``met/total``; sections without targets (e.g. ``reaching_sequence``) list their median metrics."""
+    min-max and ``met/total``, then its parts (``PARTS``, where every file has them); sections without targets (e.g.
+    ``reaching_sequence``) list their median metrics."""
     lines = []
     sections = [s for s in results[0] if all(s in r for r in results)]
     for section in sections:
         metrics = list(TARGETS.get(section, {})) or [k for k in results[0][section] if k.endswith("_cm")]
+        metrics = [
+            shown
+            for metric in metrics
+            for shown in (metric, *PARTS.get(metric, ()))
+            if all(shown in r[section] for r in results)
+        ]
         lines += [
             f"**{section}**",
             "",

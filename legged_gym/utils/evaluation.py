@@ -45,6 +45,10 @@ TARGETS: dict[str, dict[str, tuple[str, float]]] = {
 ``scripts/evaluate.py``). Gait figures are taken at ``|v_cmd| >= fast_speed``; base drift applies to a standing base
 (the reaching task), not to loco_reach."""
 
+PARTS: dict[str, tuple[str, ...]] = {"base_drift_m": ("feet_drift_m", "lean_m")}
+"""Metrics that explain a target metric (shown under it by ``scripts/seed_spread.py``): base drift is at most the
+drift of the feet plus the lean of the trunk over them."""
+
 _COMPARE = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 
 
