@@ -255,7 +255,7 @@ def make_train_cfg(cfg: DictConfig) -> dict:
     if (
         partner.get("ckpt_path")
         and partner_may_act(partner, env_cfg)
-        and actor_critic["actor"]["class_name"] in ("MLPModel", "rsl_rl.models:MLPModel")
+        and actor_critic["actor"]["class_name"] in PLAIN_MLP_MODELS
     ):
         actor_critic["actor"]["class_name"] = OWN_ACTIONS_MODEL
     entropy_limbs = (env_cfg.get("algorithm") or {}).get("entropy_limbs")
@@ -272,7 +272,8 @@ def make_train_cfg(cfg: DictConfig) -> dict:
 
 
 OWN_ACTIONS_MODEL = "rsl_rl_moe.modules.own_actions:OwnActionsMLPModel"
-MLP_MODELS = ("MLPModel", "rsl_rl.models:MLPModel", OWN_ACTIONS_MODEL)
+PLAIN_MLP_MODELS = ("MLPModel", "rsl_rl.models:MLPModel")
+MLP_MODELS = (*PLAIN_MLP_MODELS, OWN_ACTIONS_MODEL)
 
 
 def with_entropy_limbs(actor: dict, limbs: list[str]) -> dict:

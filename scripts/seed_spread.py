@@ -44,8 +44,7 @@ def spread_table(labels: list[str], results: list[dict]) -> str:
         metrics = [
             shown
             for metric in metrics
-            for shown in (metric, *PARTS.get(metric, ()))
-            if all(shown in r[section] for r in results)
+            for shown in (metric, *(p for p in PARTS.get(metric, ()) if all(p in r[section] for r in results)))
         ]
         lines += [
             f"**{section}**",
