@@ -21,7 +21,7 @@ import torch
 STAND_COMMAND_THRESHOLD = 0.1
 """Velocity commands with a smaller norm (m/s and rad/s together) count as "stand still"."""
 
-STAND_ANCHOR_READERS = frozenset({"base_drift", "stand_feet_anchor"})
+STAND_ANCHOR_READERS = frozenset({"base_drift", "stand_feet_anchor", "stand_lean"})
 """The terms that read the env's stand anchors (the env keeps the anchors up to date only while one is weighted)."""
 
 
@@ -116,6 +116,16 @@ def stand_feet_anchor(env) -> torch.Tensor:
     planted feet. Linear, not squared, so that creep of a centimetre still costs."""
     distance = torch.linalg.vector_norm(env.foot_pos_w[:, :, :2] - env.stand_anchor_feet_xy, dim=2).sum(dim=1)
     return distance * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
+
+
+def stand_lean(env) -> torch.Tensor:
+    """Horizontal distance [m] the base has moved relative to the centroid of its feet since it was last told to stand
+    (both from the env's stand anchors), while no base motion is commanded: the trunk leaning over planted feet, the
+    part of base drift that ``stand_feet_anchor`` leaves free. Linear, like the feet anchor."""
+    offset = env.base_pos[:, :2] - env.foot_pos_w[:, :, :2].mean(dim=1)  # (N, 2) [m] base from the feet's centroid
+    anchored = env.stand_anchor_xy - env.stand_anchor_feet_xy.mean(dim=1)
+    lean = torch.linalg.vector_norm(offset - anchored, dim=1)
+    return lean * (torch.linalg.vector_norm(env.commands.velocity, dim=1) < STAND_COMMAND_THRESHOLD)
 
 
 def base_drift(env) -> torch.Tensor:

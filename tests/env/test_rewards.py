@@ -187,8 +187,26 @@ def test_stand_feet_anchor_sums_each_foot_distance_from_its_anchor_only_without_
     assert terms.stand_feet_anchor(env)[0] == 0
 
 
-def test_feet_anchors_are_set_at_reset_follow_the_feet_while_moving_and_stay_while_standing():
-    env = make_env(2, ["env.domain_rand.enabled=false", "env.rewards.scales.stand_feet_anchor=-1.0"], quiet=True)
+def test_stand_lean_is_the_base_moving_relative_to_its_feet_since_told_to_stand_only_without_command(env):
+    set_state(env)
+    env.commands.velocity[:] = 0.0
+    env.stand_anchor_xy = env.base_pos[:, :2].clone()
+    env.stand_anchor_feet_xy = env.foot_pos_w[:, :, :2].clone()
+    assert torch.equal(terms.stand_lean(env), torch.zeros(2))
+    env.stand_anchor_xy[0] += torch.tensor([0.03, -0.04])  # the base was 5 cm elsewhere over the same feet
+    env.stand_anchor_feet_xy[1] += torch.tensor([0.01, 0.02])  # the whole robot moved by 2.2 cm: no lean
+    env.stand_anchor_xy[1] += torch.tensor([0.01, 0.02])
+    assert terms.stand_lean(env)[0] == pytest.approx(0.05, rel=1e-4)
+    assert terms.stand_lean(env)[1] == pytest.approx(0.0, abs=1e-6)
+    env.stand_anchor_feet_xy[1, 2, 0] += 0.04  # one foot 4 cm back: the centroid moved 1 cm, the base did not
+    assert terms.stand_lean(env)[1] == pytest.approx(0.01, rel=1e-4)
+    env.commands.velocity[0] = torch.tensor([0.5, 0.0, 0.0])
+    assert terms.stand_lean(env)[0] == 0
+
+
+@pytest.mark.parametrize("term", ["stand_feet_anchor", "stand_lean"])
+def test_feet_anchors_are_set_at_reset_follow_the_feet_while_moving_and_stay_while_standing(term):
+    env = make_env(2, ["env.domain_rand.enabled=false", f"env.rewards.scales.{term}=-1.0"], quiet=True)
     assert torch.equal(env.stand_anchor_feet_xy, env.foot_pos_w[:, :, :2])  # where the spawn placed the feet
     env.commands.velocity[:] = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
     anchor_before = env.stand_anchor_feet_xy.clone()
