@@ -285,6 +285,7 @@ class LeggedRobot(VecEnv):
         self.sim.set_actuator_gains(all_ids, self.kp, self.kd)
         self.torque_limits = torch.tensor(self.cfg["robot"]["torque_limits"], dtype=torch.float32, device=self.device)
         self._push_interval = max(1, round(dr["push_interval_s"] / self.dt))  # [policy steps] between pushes
+        self._pushes_enabled = bool(dr["enabled"] and dr["push_robots"])
         self.domain_params = torch.stack([self.friction, self.added_mass, self.gain_scale], dim=1)  # (N, 3)
 
     def _build_observation_terms(self) -> None:
@@ -444,9 +445,15 @@ class LeggedRobot(VecEnv):
     def _update_stand_anchor(self) -> None:
         """While base motion is commanded the anchors follow the base and the feet, so once the command drops to
         zero they mark where the base and each foot were told to stand; a zero command resampled to zero keeps them
-        (set at reset)."""
+        (set at reset). For ``rewards.push_recovery_s`` after each push they follow too: where the robot stands once
+        it has caught itself is where it is held, instead of being told to walk back to where the push found it."""
         speed = torch.linalg.vector_norm(self.commands.velocity, dim=1)
-        moving = (speed >= reward_terms.STAND_COMMAND_THRESHOLD)[:, None]
+        moving = speed >= reward_terms.STAND_COMMAND_THRESHOLD
+        if self._pushes_enabled and self.reward_cfg["push_recovery_s"] > 0:
+            since_push = self.episode_length_buf % self._push_interval  # [policy steps]; a push ends steps with 0
+            recovering = since_push <= round(self.reward_cfg["push_recovery_s"] / self.dt)
+            moving |= recovering & (self.episode_length_buf >= self._push_interval)
+        moving = moving[:, None]
         self.stand_anchor_xy = torch.where(moving, self.base_pos[:, :2], self.stand_anchor_xy)
         self.stand_anchor_feet_xy = torch.where(moving[:, None], self.foot_pos_w[:, :, :2], self.stand_anchor_feet_xy)
 
@@ -538,7 +545,7 @@ class LeggedRobot(VecEnv):
     def _push_robots(self) -> None:
         """Every ``push_interval_s``, add a random horizontal velocity to the trunk (as a shove would)."""
         dr = self.cfg["domain_rand"]
-        if not (dr["enabled"] and dr["push_robots"]):
+        if not self._pushes_enabled:
             return
         lengths = self._arrays["episode_length"]
         due = self.ops.flatnonzero((lengths % self._push_interval == 0) & (lengths > 0))

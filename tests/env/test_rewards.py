@@ -218,6 +218,30 @@ def test_feet_anchors_are_set_at_reset_follow_the_feet_while_moving_and_stay_whi
     assert not torch.equal(env.foot_pos_w[1, :, :2], anchor_before[1])  # ... although the feet moved (settling)
 
 
+@pytest.mark.parametrize("recovery_s", [0.0, 0.2])
+def test_after_a_push_the_anchors_follow_the_robot_for_push_recovery_s_then_hold(recovery_s):
+    overrides = [
+        "env.rewards.scales.base_drift=-1.0",
+        "env.domain_rand.push_interval_s=0.5",  # 25 policy steps: a push at the end of step 25
+        "env.domain_rand.max_push_vel_xy=1.0",
+        f"env.rewards.push_recovery_s={recovery_s}",  # 10 policy steps
+    ]
+    env = make_env(2, overrides)  # domain randomisation on: pushes are part of it
+    at_reset = env.stand_anchor_xy.clone()
+    base_after = {}
+    for step in range(1, 46):
+        env.commands.velocity[:] = 0.0  # told to stand throughout
+        env.commands.steps_since_vel[:] = 0
+        env.step(torch.zeros(2, env.num_actions))
+        base_after[step] = env.base_pos[:, :2].clone()
+    assert torch.linalg.vector_norm(base_after[35] - base_after[25], dim=1).min() > 0.02  # the push moved the base
+    if recovery_s == 0:
+        assert torch.equal(env.stand_anchor_xy, at_reset)  # held where the episode started: walk back
+    else:
+        assert torch.equal(env.stand_anchor_xy, base_after[35])  # followed for 10 steps after the push, then held
+        assert not torch.equal(base_after[45], base_after[35])
+
+
 def test_stand_feet_speed_counts_every_foot_only_without_command(env):
     set_state(env, base_vel=[0.5, 0, 0, 0, 0, 0])
     env.commands.velocity[:] = 0.0
